@@ -1,0 +1,82 @@
+"""Benchmark the one-shot pipeline: each stage cold (image built without cache) and warm (second
+run, image cached), the bare training (the same train.py on the host, same data), and the ratio of
+the warm pipeline to the bare training. Prints a table and writes bench/results/pipeline.json.
+
+Usage: .venv/bin/python bench/pipeline.py [--data-dir DIR] [--skip-cold]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from daemon.app import run_once  # noqa: E402
+from daemon.config import load_settings  # noqa: E402
+from daemon.logs import configure_logging  # noqa: E402
+from daemon.pipeline import PipelineOutcome  # noqa: E402
+from daemon.progress import LogReporter  # noqa: E402
+
+
+def pipeline(data_dir: Path | None, state_dir: Path, *, no_cache: bool) -> PipelineOutcome:
+    settings = load_settings({"repo": ROOT, "data_dir": data_dir, "state_dir": state_dir,
+                              "no_cache": no_cache})
+    outcome = run_once(settings, LogReporter())
+    if not outcome.ok:
+        raise SystemExit(f"pipeline failed at {outcome.failed_stage}: {outcome.error}")
+    return outcome
+
+
+def bare_training(processed: Path, out: Path) -> float:
+    """The same train.py, run directly by the host venv's Python on the same processed data."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, str(ROOT / "scripts/train.py"), "--input", str(processed),
+                    "--output", str(out)], check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--data-dir", type=Path, help="default: the configured data directory")
+    p.add_argument("--skip-cold", action="store_true", help="skip the uncached build")
+    args = p.parse_args()
+    configure_logging(json_lines=True, stream=open("/dev/null", "w"))  # noqa: SIM115
+    with tempfile.TemporaryDirectory(prefix="retraind-bench-") as tmp:
+        state = Path(tmp)
+        cold = None if args.skip_cold else pipeline(args.data_dir, state, no_cache=True)
+        warm = pipeline(args.data_dir, state, no_cache=False)
+        processed = state / "runs" / warm.run_id / "preprocess" / "processed.jsonl"
+        bare = bare_training(processed, state / "bare")
+    rows = {stage: {"cold_s": cold.durations[stage] if cold else None, "warm_s": warm_s}
+            for stage, warm_s in warm.durations.items()}
+    result = {
+        "stages": rows,
+        "total_cold_s": cold.duration_s if cold else None,
+        "total_warm_s": warm.duration_s,
+        "bare_training_s": bare,
+        "warm_pipeline_over_bare_training": warm.duration_s / bare,
+        "f1_score_weighted": warm.results["train"].outputs["metrics"]["f1_score_weighted"],
+    }
+    print(f"{'stage':<12}{'cold s':>10}{'warm s':>10}")
+    for stage, r in rows.items():
+        cold_s = f"{r['cold_s']:.2f}" if r["cold_s"] is not None else "-"
+        print(f"{stage:<12}{cold_s:>10}{r['warm_s']:>10.2f}")
+    total_cold = f"{result['total_cold_s']:.2f}" if cold else "-"
+    print(f"{'pipeline':<12}{total_cold:>10}{warm.duration_s:>10.2f}")
+    print(f"bare training on the host (same train.py, same data): {bare:.2f} s")
+    print(f"warm pipeline / bare training: {result['warm_pipeline_over_bare_training']:.2f}x")
+    print(f"weighted F1: {result['f1_score_weighted']:.4f}")
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "pipeline.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

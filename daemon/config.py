@@ -1,0 +1,135 @@
+"""Settings: defaults < TOML file < RETRAIND_* environment < CLI flags, validated once, frozen."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from daemon.errors import ConfigError
+
+ENV_PREFIX = "RETRAIND_"
+DEFAULT_LABELS = ("negative", "neutral", "positive")
+
+
+def _xdg(environ: Mapping[str, str], var: str, fallback: str) -> Path:
+    home = Path(environ.get("HOME", "~")).expanduser()
+    return Path(environ.get(var) or home / fallback) / "retraind"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs to know, in base units (seconds, bytes, shares in 0..1)."""
+
+    repo: Path
+    data_dir: Path
+    state_dir: Path
+    tracking_uri: str
+    experiment: str = "NLP Text Classification"
+    model_name: str = "nlp-sentiment-classifier"
+    containerfile: str = "Containerfile"
+    image: str = "localhost/retraind"
+    base_image: str = "localhost/retraind-base:bookworm"
+    data_glob: str = "*.csv"
+    labels: tuple[str, ...] = DEFAULT_LABELS
+    max_empty_share: float = 0.05
+    seed: int = 42
+    test_size: float = 0.2
+    c: float = 1.0
+    build_timeout_s: float = 3600.0
+    stage_timeout_s: float = 3600.0
+    stop_timeout_s: float = 10.0
+    trigger: str = "manual"
+    no_cache: bool = False  # build the image without podman's layer cache
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.state_dir / "runs"
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings) }
+_TRIGGERS = ("manual", "commit", "data", "schedule", "ci")
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = str(_FIELDS[name].type)
+    try:
+        if kind == "Path":
+            return Path(str(value)).expanduser()
+        if kind == "float":
+            return float(value)
+        if kind == "int":
+            return int(value)
+        if kind == "bool":
+            if isinstance(value, str):
+                if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                    raise ValueError("expected true or false")
+                return value.lower() in ("1", "true", "yes")
+            return bool(value)
+        if kind.startswith("tuple"):
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(str(i).strip() for i in items if str(i).strip())
+        return str(value)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"setting {name!r}: cannot use {value!r} ({e})") from e
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    found = {name: environ[ENV_PREFIX + name.upper()] for name in _FIELDS
+             if ENV_PREFIX + name.upper() in environ}
+    if "tracking_uri" not in found and environ.get("MLFLOW_TRACKING_URI"):
+        found["tracking_uri"] = environ["MLFLOW_TRACKING_URI"]
+    return found
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        loaded = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"cannot read configuration {path}: {e}") from e
+    unknown = sorted(set(loaded) - set(_FIELDS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(_FIELDS)}")
+    return loaded
+
+
+def load_settings(
+    cli: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Merge the four layers and validate them once."""
+    environ = os.environ if environ is None else environ
+    state_dir = _xdg(environ, "XDG_STATE_HOME", ".local/state")
+    merged: dict[str, Any] = {
+        "repo": Path.cwd(),
+        "data_dir": _xdg(environ, "XDG_DATA_HOME", ".local/share") / "data",
+        "state_dir": state_dir,
+    }
+    default_file = _xdg(environ, "XDG_CONFIG_HOME", ".config") / "config.toml"
+    path = config_file or (Path(environ[ENV_PREFIX + "CONFIG"]) if ENV_PREFIX + "CONFIG" in environ else None)
+    if path is not None or default_file.is_file():
+        merged.update(_from_file(path or default_file))
+    merged.update(_from_env(environ))
+    merged.update({k: v for k, v in (cli or {}).items() if v is not None})
+    values = {name: _coerce(name, value) for name, value in merged.items()}
+    values.setdefault("tracking_uri", f"sqlite:///{values['state_dir'] / 'mlflow.db'}")
+    return _validated(Settings(**values))
+
+
+def _validated(s: Settings) -> Settings:
+    if not 0.0 < s.test_size < 1.0:
+        raise ConfigError(f"test_size must be between 0 and 1, got {s.test_size}")
+    if not 0.0 <= s.max_empty_share <= 1.0:
+        raise ConfigError(f"max_empty_share must be between 0 and 1, got {s.max_empty_share}")
+    if s.c <= 0:
+        raise ConfigError(f"c (inverse regularisation) must be positive, got {s.c}")
+    if len(s.labels) < 2:
+        raise ConfigError(f"labels needs at least two classes, got {s.labels}")
+    if s.trigger not in _TRIGGERS:
+        raise ConfigError(f"trigger must be one of {', '.join(_TRIGGERS)}, got {s.trigger!r}")
+    return s

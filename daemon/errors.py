@@ -1,0 +1,63 @@
+"""The error hierarchy of retraind and the exit codes they map to."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+EXIT_OK = 0
+EXIT_CRASH = 1
+EXIT_USAGE = 2
+EXIT_GATE = 3  # the validation gate rejected the code (Jest) or the data
+EXIT_STAGE = 4  # a stage's own program failed (e.g. training raised)
+EXIT_INFRA = 5  # podman, git, MLflow or the filesystem failed under us
+EXIT_CONFIG = 78  # EX_CONFIG: bad configuration or a missing tool; systemd must not restart
+EXIT_INTERRUPTED = 130
+
+# Podman's own exit codes; anything else is the container's.
+PODMAN_FAILED = 125
+PODMAN_NOT_EXECUTABLE = 126
+PODMAN_NOT_FOUND = 127
+
+
+class RetraindError(Exception):
+    """Base class: every error retraind raises on purpose."""
+
+    exit_code = EXIT_CRASH
+
+
+class ConfigError(RetraindError):
+    exit_code = EXIT_CONFIG
+
+
+class InfrastructureError(RetraindError):
+    """Something we depend on failed: podman itself, git, MLflow, the disk."""
+
+    exit_code = EXIT_INFRA
+
+
+class GitReadError(InfrastructureError):
+    pass
+
+
+class TrackingError(InfrastructureError):
+    pass
+
+
+class StageFailedError(RetraindError):
+    """A stage's program exited non-zero for a reason other than the gate."""
+
+    exit_code = EXIT_STAGE
+
+    def __init__(self, stage: str, exit_code: int, stderr_tail: str) -> None:
+        self.stage, self.returncode, self.stderr_tail = stage, exit_code, stderr_tail
+        super().__init__(f"stage {stage} failed with exit code {exit_code}: {stderr_tail.strip()}")
+
+
+class GateRejectedError(RetraindError):
+    """The validation gate refused the code or the data; nothing was trained."""
+
+    exit_code = EXIT_GATE
+
+    def __init__(self, stage: str, reasons: Sequence[str]) -> None:
+        self.stage, self.reasons = stage, tuple(reasons)
+        super().__init__(f"gate rejected the run: {'; '.join(self.reasons)}")

@@ -1,0 +1,113 @@
+"""Podman behind the `ContainerRunner` seam: pure argv builders and the CLI adapter that runs them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from daemon.errors import PODMAN_FAILED, PODMAN_NOT_EXECUTABLE, PODMAN_NOT_FOUND, InfrastructureError
+from daemon.proc import CmdResult, run_cmd
+
+LABEL = "io.retraind"
+IMAGE_USER = "10001:10001"  # the non-root user the Containerfile creates
+
+
+@dataclass(frozen=True)
+class Mount:
+    host: Path
+    container: str
+    writable: bool = False
+
+
+@dataclass(frozen=True)
+class ContainerJob:
+    """One command in one hardened, throw-away container."""
+
+    name: str
+    image: str
+    argv: tuple[str, ...]
+    mounts: tuple[Mount, ...] = ()
+    network: bool = False
+    read_only_root: bool = True
+    labels: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+    timeout_s: float = 3600.0
+
+
+@dataclass(frozen=True)
+class BuildJob:
+    context: Path
+    containerfile: Path
+    tag: str
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    iidfile: Path | None = None
+    no_cache: bool = False
+    timeout_s: float = 3600.0
+
+
+def run_argv(job: ContainerJob, *, rootless: bool) -> tuple[str, ...]:
+    """`podman run` for a job: no capabilities, no privilege gain, an init to forward signals."""
+    argv = ["podman", "run", "--rm", "--pull=never", "--init", f"--name={job.name}",
+            "--cap-drop=all", "--security-opt=no-new-privileges", "--tmpfs=/tmp:rw,size=1g"]
+    argv.append("--userns=keep-id" if rootless else f"--user={IMAGE_USER}")
+    argv.append("--network=host" if job.network else "--network=none")
+    if job.read_only_root:
+        argv.append("--read-only")
+    argv += [f"--label={k}={v}" for k, v in sorted({LABEL: "1", **job.labels}.items())]
+    argv += [f"--env={k}={v}" for k, v in sorted(job.env.items())]
+    for m in job.mounts:
+        argv.append(f"--volume={m.host}:{m.container}:{'rw' if m.writable else 'ro'}")
+    return (*argv, job.image, *job.argv)
+
+
+def build_argv(job: BuildJob) -> tuple[str, ...]:
+    """`podman build` with --timestamp 0 so identical inputs give identical image IDs."""
+    argv = ["podman", "build", "--timestamp=0", "--pull=never", f"--file={job.containerfile}",
+            f"--tag={job.tag}"]
+    argv += [f"--build-arg={k}={v}" for k, v in sorted(job.build_args.items())]
+    argv += [f"--label={k}={v}" for k, v in sorted(job.labels.items())]
+    if job.iidfile is not None:
+        argv.append(f"--iidfile={job.iidfile}")
+    if job.no_cache:
+        argv.append("--no-cache")
+    return (*argv, str(job.context))
+
+
+def is_podman_failure(returncode: int) -> bool:
+    """125/126/127 are podman's own failures, not the container's."""
+    return returncode in (PODMAN_FAILED, PODMAN_NOT_EXECUTABLE, PODMAN_NOT_FOUND)
+
+
+class PodmanCli:
+    """The real `ContainerRunner`: the podman CLI through `run_cmd`."""
+
+    def __init__(self, *, rootless: bool | None = None) -> None:
+        self.rootless = os.geteuid() != 0 if rootless is None else rootless
+
+    def build(self, job: BuildJob, log_path: Path) -> CmdResult:
+        return run_cmd(build_argv(job), timeout=job.timeout_s, log_path=log_path)
+
+    def run(self, job: ContainerJob, log_path: Path) -> CmdResult:
+        if not self.rootless:  # rootful: the image user must own what it writes
+            for m in job.mounts:
+                if m.writable:
+                    os.chown(m.host, 10001, 10001)
+        return run_cmd(run_argv(job, rootless=self.rootless), timeout=job.timeout_s,
+                       log_path=log_path)
+
+    def image_id(self, ref: str) -> str | None:
+        result = run_cmd(("podman", "image", "inspect", "--format={{.Id}}", ref), timeout=60)
+        return result.stdout.strip() if result.returncode == 0 else None
+
+    def remove_labelled(self, label: str = LABEL, stop_timeout_s: float = 5) -> list[str]:
+        """Remove every container carrying our label (left over by a crash)."""
+        found = run_cmd(("podman", "ps", "-aq", f"--filter=label={label}"), timeout=60)
+        if found.returncode != 0:
+            raise InfrastructureError(f"podman ps failed: {found.tail()}")
+        ids = found.stdout.split()
+        if ids:
+            run_cmd(("podman", "rm", "-f", f"--time={int(stop_timeout_s)}", *ids), timeout=120)
+        return ids

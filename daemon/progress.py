@@ -1,0 +1,101 @@
+"""How a run shows itself: a live line per stage on a TTY, structured log events elsewhere."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from rich.console import Console
+from rich.status import Status
+
+from daemon.errors import GateRejectedError, RetraindError
+from daemon.pipeline import PipelineOutcome
+from handlers.base import StageResult
+
+
+def outcome_fields(outcome: PipelineOutcome) -> dict[str, Any]:
+    """The facts of a finished run, shared by both reporters (the canonical run line)."""
+    fields: dict[str, Any] = {
+        "run_id": outcome.run_id,
+        "outcome": "success" if outcome.ok else type(outcome.error).__name__,
+        "exit_code": outcome.exit_code,
+        "duration_s": round(outcome.duration_s, 3),
+        "stage_durations_s": {k: round(v, 3) for k, v in outcome.durations.items()},
+    }
+    if outcome.failed_stage:
+        fields["failed_stage"] = outcome.failed_stage
+        fields["error"] = str(outcome.error)
+    if "train" in outcome.results:
+        fields["f1_score_weighted"] = outcome.results["train"].outputs["metrics"]["f1_score_weighted"]
+    if "register" in outcome.results:
+        reg = outcome.results["register"].outputs
+        fields.update(mlflow_run_id=reg["mlflow_run_id"], model_version=reg["model_version"],
+                      champion=reg["champion"])
+    if "build" in outcome.results:
+        fields["image_id"] = outcome.results["build"].outputs["image_id"]
+    return fields
+
+
+class LogReporter:
+    """JSON log events: stage_started, stage_finished, stage_failed, run_finished."""
+
+    def __init__(self, logger: Any = None) -> None:
+        self.log = logger or structlog.get_logger()
+
+    def stage_started(self, run_id: str, stage: str) -> None:
+        self.log.info("stage_started", run_id=run_id, stage=stage)
+
+    def stage_finished(self, run_id: str, result: StageResult, duration_s: float) -> None:
+        self.log.info("stage_finished", run_id=run_id, stage=result.stage,
+                      duration_s=round(duration_s, 3), summary=result.summary)
+
+    def stage_failed(self, run_id: str, stage: str, duration_s: float,
+                     error: RetraindError) -> None:
+        reasons = list(error.reasons) if isinstance(error, GateRejectedError) else [str(error)]
+        self.log.error("stage_failed", run_id=run_id, stage=stage, duration_s=round(duration_s, 3),
+                       error_kind=type(error).__name__, reasons=reasons)
+
+    def run_finished(self, outcome: PipelineOutcome) -> None:
+        level = self.log.info if outcome.ok else self.log.error
+        level("run_finished", **outcome_fields(outcome))
+
+
+class ConsoleReporter:
+    """A spinner while a stage runs, then one line per stage and a summary."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console()
+        self._status: Status | None = None
+
+    def _stop(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def stage_started(self, run_id: str, stage: str) -> None:
+        self._status = self.console.status(f"[bold]{stage}[/] running…")
+        self._status.start()
+
+    def stage_finished(self, run_id: str, result: StageResult, duration_s: float) -> None:
+        self._stop()
+        self.console.print(f"[green]✓[/] {result.stage:<11}{duration_s:8.1f} s  {result.summary}")
+
+    def stage_failed(self, run_id: str, stage: str, duration_s: float,
+                     error: RetraindError) -> None:
+        self._stop()
+        self.console.print(f"[red]✗[/] {stage:<11}{duration_s:8.1f} s  [red]{type(error).__name__}[/]")
+        reasons = error.reasons if isinstance(error, GateRejectedError) else (str(error),)
+        for reason in reasons:
+            self.console.print(f"    {reason}", markup=False, highlight=False)
+
+    def run_finished(self, outcome: PipelineOutcome) -> None:
+        self._stop()
+        f = outcome_fields(outcome)
+        if outcome.ok:
+            self.console.print(
+                f"[bold green]run {f['run_id']} succeeded[/] in {f['duration_s']:.1f} s: "
+                f"model v{f.get('model_version')}{' (champion)' if f.get('champion') else ''}, "
+                f"weighted F1 {f.get('f1_score_weighted', float('nan')):.4f}")
+        else:
+            self.console.print(f"[bold red]run {f['run_id']} failed[/] at {f['failed_stage']} "
+                               f"after {f['duration_s']:.1f} s (exit {f['exit_code']})")

@@ -1,0 +1,109 @@
+"""MLflow behind the `Tracker` seam: log one pipeline run, register its model, set the alias."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from daemon.errors import TrackingError
+
+CHAMPION = "champion"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What one pipeline run leaves in MLflow."""
+
+    experiment: str
+    run_name: str
+    status: str  # FINISHED or FAILED
+    params: Mapping[str, str] = field(default_factory=dict)
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    artifact_dirs: Mapping[str, Path] = field(default_factory=dict)  # artifact path -> local dir
+    model_dir: Path | None = None  # logged under "model" and registered
+
+
+@dataclass(frozen=True)
+class Registration:
+    run_id: str
+    model_version: str | None
+    champion: bool
+
+
+def _is_local(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+class MlflowTracker:
+    """The real `Tracker`. MLflow is imported lazily: it costs seconds and most runs never need it."""
+
+    def __init__(self, tracking_uri: str, artifact_root: Path | None = None) -> None:
+        self.tracking_uri = tracking_uri
+        self.artifact_root = artifact_root if _is_local(tracking_uri) else None
+
+    def _client(self) -> Any:
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def _experiment_id(self, client: Any, name: str) -> str:
+        found = client.get_experiment_by_name(name)
+        if found is not None:
+            return str(found.experiment_id)
+        location = self.artifact_root.resolve().as_uri() if self.artifact_root else None
+        return str(client.create_experiment(name, artifact_location=location))
+
+    def record(self, run: RunRecord, model_name: str) -> Registration:
+        """Log the run; when it has a model, register it and make it champion if there is none."""
+        try:
+            return self._record(run, model_name)
+        except TrackingError:
+            raise
+        except Exception as e:  # MLflow raises many kinds; one boundary maps them all
+            raise TrackingError(f"MLflow at {self.tracking_uri} failed: {e}") from e
+
+    def _record(self, run: RunRecord, model_name: str) -> Registration:
+        from mlflow.entities import Metric, Param, RunTag
+
+        client = self._client()
+        created = client.create_run(self._experiment_id(client, run.experiment),
+                                    run_name=run.run_name)
+        run_id = str(created.info.run_id)
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), 0, 0) for k, v in sorted(run.metrics.items())],
+            params=[Param(k, str(v)) for k, v in sorted(run.params.items())],
+            tags=[RunTag(k, str(v)) for k, v in sorted(run.tags.items())],
+        )
+        for path, local in sorted(run.artifact_dirs.items()):
+            client.log_artifacts(run_id, str(local), path or None)
+        version: str | None = None
+        champion = False
+        if run.model_dir is not None:
+            client.log_artifacts(run_id, str(run.model_dir), "model")
+            version, champion = self._register(client, run_id, created.info.artifact_uri,
+                                               model_name, run.tags)
+        client.set_terminated(run_id, run.status)
+        return Registration(run_id, version, champion)
+
+    def _register(self, client: Any, run_id: str, artifact_uri: str, name: str,
+                  tags: Mapping[str, str]) -> tuple[str, bool]:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            client.get_registered_model(name)
+        except MlflowException:
+            client.create_registered_model(name, description="retraind sentiment classifier")
+        mv = client.create_model_version(name, f"{artifact_uri}/model", run_id=run_id,
+                                         tags={k: v for k, v in tags.items()
+                                               if k.startswith("retraind.")})
+        version = str(mv.version)
+        try:
+            client.get_model_version_by_alias(name, CHAMPION)
+            return version, False
+        except MlflowException:
+            client.set_registered_model_alias(name, CHAMPION, version)
+            return version, True

@@ -1,0 +1,105 @@
+"""What every stage handler shares: the run context it reads, the result it returns, its seams."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from daemon.config import Settings
+from daemon.errors import InfrastructureError
+from daemon.gitinfo import GitInfo
+from daemon.manifest import Manifest
+from daemon.podman import BuildJob, ContainerJob, Mount, is_podman_failure
+from daemon.proc import CmdResult
+from daemon.tracking import Registration, RunRecord
+
+SCRIPTS = "/opt/retraind/scripts"  # where the Containerfile puts scripts/
+
+
+class ContainerRunner(Protocol):
+    def build(self, job: BuildJob, log_path: Path) -> CmdResult: ...
+    def run(self, job: ContainerJob, log_path: Path) -> CmdResult: ...
+    def image_id(self, ref: str) -> str | None: ...
+
+
+class Tracker(Protocol):
+    def record(self, run: RunRecord, model_name: str) -> Registration: ...
+
+
+@dataclass(frozen=True)
+class Ports:
+    """The outside world, as the handlers see it."""
+
+    containers: ContainerRunner
+    tracker: Tracker
+
+
+@dataclass(frozen=True)
+class StageResult:
+    stage: str
+    summary: str  # one line for the person watching
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    run_id: str
+    run_dir: Path
+    settings: Settings
+    git: GitInfo
+    manifest: Manifest
+    results: Mapping[str, StageResult] = field(default_factory=dict)
+
+    def stage_dir(self, stage: str) -> Path:
+        path = self.run_dir / stage
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def output(self, stage: str, key: str) -> Any:
+        return self.results[stage].outputs[key]
+
+
+class Stage(Protocol):
+    name: str
+
+    def run(self, ctx: RunContext, ports: Ports) -> StageResult: ...
+
+
+def container_job(ctx: RunContext, stage: str, argv: tuple[str, ...], mounts: tuple[Mount, ...],
+                  *, step: str = "") -> ContainerJob:
+    """A sealed job in the image this run built: no network, read-only root, labelled as ours."""
+    suffix = f"-{step}" if step else ""
+    return ContainerJob(
+        name=f"retraind-{ctx.run_id}-{stage}{suffix}",
+        image=ctx.output("build", "image_id"),
+        argv=argv,
+        mounts=mounts,
+        labels={"io.retraind.run": ctx.run_id, "io.retraind.stage": stage},
+        timeout_s=ctx.settings.stage_timeout_s,
+    )
+
+
+def run_checked(ports: Ports, job: ContainerJob, log_path: Path) -> CmdResult:
+    """Run a job; podman's own failures (125-127) become InfrastructureError."""
+    result = ports.containers.run(job, log_path)
+    if is_podman_failure(result.returncode):
+        raise InfrastructureError(f"podman could not run {job.name}: {result.tail(5)}")
+    return result
+
+
+def data_mounts(ctx: RunContext, out: Path) -> tuple[Mount, ...]:
+    return (Mount(ctx.settings.data_dir, "/data"), Mount(out, "/out", writable=True))
+
+
+def data_paths(ctx: RunContext) -> tuple[str, ...]:
+    return tuple(f"/data/{name}" for name in ctx.manifest.names)
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,83 @@
+"""register, on the host: one MLflow run with params, metrics, provenance tags and artifacts;
+register the model and make it champion when there is none yet."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any
+
+from daemon import __version__
+from daemon.errors import RetraindError
+from daemon.tracking import RunRecord
+from handlers.base import Ports, RunContext, StageResult
+
+NAME = "register"
+
+
+def provenance_tags(ctx: RunContext) -> dict[str, str]:
+    """Everything needed to trace the model back to code, data, environment and trigger."""
+    tags = {
+        "mlflow.source.git.commit": ctx.git.commit,
+        "retraind.run_id": ctx.run_id,
+        "retraind.git.commit": ctx.git.commit,
+        "retraind.git.branch": ctx.git.branch,
+        "retraind.git.dirty": str(ctx.git.dirty).lower(),
+        "retraind.data.sha256": ctx.manifest.sha256,
+        "retraind.data.files": ",".join(ctx.manifest.names),
+        "retraind.trigger": ctx.settings.trigger,
+        "retraind.daemon.version": __version__,
+        "retraind.host": platform.node(),
+    }
+    if "build" in ctx.results:
+        build = ctx.results["build"].outputs
+        tags["retraind.image.id"] = build["image_id"]
+        tags["retraind.base_image.id"] = build["base_image_id"]
+        tags.update({f"retraind.sha256.{k}": v for k, v in build["hashes"].items()})
+        tags.update({f"retraind.version.{k}": v for k, v in build["versions"].items()})
+    return tags
+
+
+def stage_params(ctx: RunContext) -> dict[str, str]:
+    s = ctx.settings
+    return {"seed": str(s.seed), "test_size": str(s.test_size), "C": str(s.c),
+            "labels": ",".join(s.labels), "max_empty_share": str(s.max_empty_share)}
+
+
+def failure_record(ctx: RunContext, stage: str, error: RetraindError) -> RunRecord:
+    """The MLflow run of a pipeline that stopped: FAILED, with the reason and the gate's reports."""
+    tags = provenance_tags(ctx) | {"retraind.outcome": type(error).__name__,
+                                   "retraind.failed_stage": stage,
+                                   "retraind.failure": str(error)[:5000]}
+    validate_dir = ctx.run_dir / "validate"
+    dirs = {"validation": validate_dir} if validate_dir.is_dir() else {}
+    return RunRecord(ctx.settings.experiment, ctx.run_id, "FAILED", stage_params(ctx), {}, tags,
+                     dirs)
+
+
+class Register:
+    name = NAME
+
+    def run(self, ctx: RunContext, ports: Ports) -> StageResult:
+        train: dict[str, Any] = dict(ctx.results["train"].outputs)
+        train_dir = Path(train["dir"])
+        params = stage_params(ctx) | {k: str(v) for k, v in train["params"].items()}
+        record = RunRecord(
+            experiment=ctx.settings.experiment,
+            run_name=ctx.run_id,
+            status="FINISHED",
+            params=params,
+            metrics=train["metrics"],
+            tags=provenance_tags(ctx) | {"retraind.outcome": "success"},
+            artifact_dirs={"": train_dir / "artifacts", "validation": ctx.run_dir / "validate"},
+            model_dir=train_dir / "model",
+        )
+        reg = ports.tracker.record(record, ctx.settings.model_name)
+        alias = " (champion)" if reg.champion else ""
+        summary = f"MLflow run {reg.run_id[:8]}, {ctx.settings.model_name} v{reg.model_version}{alias}"
+        return StageResult(NAME, summary, {"mlflow_run_id": reg.run_id,
+                                           "model_version": reg.model_version,
+                                           "champion": reg.champion})
+
+
+STAGE = Register()

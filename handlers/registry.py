@@ -1,0 +1,14 @@
+"""The pipeline's stages, in order: the one explicit list the runner executes."""
+
+from __future__ import annotations
+
+from handlers import build, preprocess, register, train, validate
+from handlers.base import Stage
+
+STAGES: dict[str, Stage] = {
+    build.NAME: build.STAGE,
+    validate.NAME: validate.STAGE,
+    preprocess.NAME: preprocess.STAGE,
+    train.NAME: train.STAGE,
+    register.NAME: register.STAGE,
+}

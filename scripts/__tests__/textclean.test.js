@@ -1,0 +1,94 @@
+'use strict';
+
+const { cleanAndTokenize, decodeField, STOP_WORDS } = require('../textclean');
+
+describe('cleanAndTokenize: the original cases', () => {
+  test('lowercases', () => {
+    expect(cleanAndTokenize('Hello World')).toEqual(['hello', 'world']);
+  });
+  test('strips punctuation', () => {
+    expect(cleanAndTokenize('Hello, world!')).toEqual(['hello', 'world']);
+  });
+  test('removes stop words', () => {
+    expect(cleanAndTokenize('The cat is on the mat')).toEqual(['cat', 'mat']);
+  });
+  test('splits on runs of spaces, tabs and newlines', () => {
+    expect(cleanAndTokenize('  one   two\t\tthree\nfour\r\nfive  ')).toEqual(['one', 'two', 'three', 'four', 'five']);
+  });
+  test('returns no tokens for an empty string', () => {
+    expect(cleanAndTokenize('')).toEqual([]);
+  });
+  test('keeps numbers', () => {
+    expect(cleanAndTokenize('Room 101 at 5pm')).toEqual(['room', '101', '5pm']);
+  });
+});
+
+describe('cleanAndTokenize: Unicode and social media text', () => {
+  test.each([
+    ['Café naïve', ['café', 'naïve']],
+    ['Ünïcödé', ['ünïcödé']],
+    ['Привет, мир!', ['привет', 'мир']],
+    ['日本語 中文', ['日本語', '中文']],
+  ])('keeps letters of any script: %j', (text, tokens) => {
+    expect(cleanAndTokenize(text)).toEqual(tokens);
+  });
+  test('strips emoji', () => {
+    expect(cleanAndTokenize('I love it 😀🎉 👍🏽')).toEqual(['i', 'love', 'it']);
+  });
+  test('runs a URL together', () => {
+    expect(cleanAndTokenize('https://t.co/xyz')).toEqual(['httpstcoxyz']);
+  });
+  test('strips the @ of a mention', () => {
+    expect(cleanAndTokenize('@user')).toEqual(['user']);
+  });
+  test('strips the # of a hashtag', () => {
+    expect(cleanAndTokenize('#happy')).toEqual(['happy']);
+  });
+  test('throws a TypeError on non-string input', () => {
+    for (const value of [undefined, null, 42, ['a'], Buffer.from('a')]) {
+      expect(() => cleanAndTokenize(value)).toThrow(TypeError);
+    }
+  });
+  test('stop words are the seven of the original contract', () => {
+    expect([...STOP_WORDS].sort()).toEqual(['a', 'an', 'at', 'in', 'is', 'on', 'the']);
+  });
+  test('tokenizes 1 MB of text correctly and quickly', () => {
+    const unit = 'Hello, the World! 123 ';
+    const repeats = Math.ceil((1024 * 1024) / unit.length);
+    const started = process.hrtime.bigint();
+    const tokens = cleanAndTokenize(unit.repeat(repeats));
+    const elapsedMs = Number(process.hrtime.bigint() - started) / 1e6;
+    expect(tokens).toHaveLength(3 * repeats);
+    expect(tokens.slice(0, 3)).toEqual(['hello', 'world', '123']);
+    expect(elapsedMs).toBeLessThan(5000); // generous: it takes tens of milliseconds
+  });
+});
+
+describe('decodeField', () => {
+  test('decodes valid UTF-8', () => {
+    expect(decodeField(Buffer.from('café ☕', 'utf8'))).toEqual({ text: 'café ☕', encoding: 'utf-8' });
+  });
+  test('falls back to latin-1 for bytes that are not valid UTF-8, then tokenizes', () => {
+    const decoded = decodeField(Buffer.from([0x63, 0x61, 0x66, 0xe9]));
+    expect(decoded).toEqual({ text: 'café', encoding: 'latin-1' });
+    expect(cleanAndTokenize(decoded.text)).toEqual(['café']);
+  });
+  test('removes one leading UTF-8 BOM, and only a leading one', () => {
+    expect(decodeField(Buffer.from('\ufeff\ufefftext', 'utf8'))).toEqual({ text: '\ufefftext', encoding: 'utf-8' });
+    expect(decodeField(Buffer.from('a\ufeffb', 'utf8')).text).toBe('a\ufeffb');
+  });
+  test('keeps a BOM in latin-1 fallback, decoded byte by byte', () => {
+    expect(decodeField(Buffer.from([0xef, 0xbb, 0xbf, 0xe9]))).toEqual({ text: 'ï»¿é', encoding: 'latin-1' });
+  });
+  test('an invalid field does not affect the next one', () => {
+    expect(decodeField(Buffer.from([0x61, 0xe2, 0x82])).encoding).toBe('latin-1');
+    expect(decodeField(Buffer.from('€', 'utf8'))).toEqual({ text: '€', encoding: 'utf-8' });
+  });
+  test('treats encoded surrogates and overlong forms as invalid UTF-8', () => {
+    expect(decodeField(Buffer.from([0xed, 0xa0, 0x80])).encoding).toBe('latin-1');
+    expect(decodeField(Buffer.from([0xc0, 0xaf])).encoding).toBe('latin-1');
+  });
+  test('decodes an empty field', () => {
+    expect(decodeField(Buffer.alloc(0))).toEqual({ text: '', encoding: 'utf-8' });
+  });
+});

@@ -1,0 +1,191 @@
+'use strict';
+/** Streams the rows of sentiment CSV files as decoded records with their source line numbers. */
+
+const fs = require('fs');
+const path = require('path');
+const { parse, CsvError } = require('csv-parse');
+const { decodeField } = require('./textclean');
+
+const REQUIRED_COLUMNS = Object.freeze(['text', 'sentiment']);
+/** Upper bound on one field, so an unclosed quote in a huge file cannot buffer the whole file. */
+const MAX_FIELD_BYTES = 16 * 1024 * 1024;
+const MAX_REASON_CHARS = 300;
+const MAX_NAMES_SHOWN = 20;
+const MAX_NAME_CHARS = 40;
+
+/** A required column is absent from a file's header row (or the file has no header row at all). */
+class MissingColumnError extends Error {
+  constructor(file, missing, found) {
+    super(missing.map((column) => missingColumnMessage(file, column, found)).join('; '));
+    this.name = 'MissingColumnError';
+    this.exitCode = 1;
+    Object.assign(this, { file, missing, found });
+  }
+}
+
+/** The CSV syntax of a file is broken; `line` is where the offending record starts. */
+class CsvParseError extends Error {
+  constructor(file, line, reason) {
+    super(`${file}: CSV parse error in the record starting at line ${line}: ${reason}`);
+    this.name = 'CsvParseError';
+    this.exitCode = 1;
+    Object.assign(this, { file, line, reason });
+  }
+}
+
+/** An input file cannot be opened or read. */
+class InputFileError extends Error {
+  constructor(filePath, reason) {
+    super(`cannot read input file ${filePath}: ${reason}`);
+    this.name = 'InputFileError';
+    this.exitCode = 2;
+    Object.assign(this, { path: filePath, reason });
+  }
+}
+
+/** Makes text from a file safe for a one-line message: control and separator characters escaped, length capped. */
+function printable(text, maxChars) {
+  const capped = text.length > maxChars ? `${text.slice(0, maxChars)}...` : text;
+  return capped.replace(/[\p{C}\p{Zl}\p{Zp}]/gu, (c) => {
+    const code = c.codePointAt(0);
+    return code > 0xffff ? `\\u{${code.toString(16)}}` : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
+}
+
+/** Formats the one-sentence message for one missing column. */
+function missingColumnMessage(file, column, found) {
+  const names = found.slice(0, MAX_NAMES_SHOWN).map((name) => printable(name, MAX_NAME_CHARS));
+  if (found.length > MAX_NAMES_SHOWN) names.push(`... (${found.length} in all)`);
+  const context = found.length === 0 ? 'the file is empty, no header row' : `columns found: ${names.join(', ')}`;
+  return `${file}: required column '${column}' is missing (${context})`;
+}
+
+/** Counts line breaks in a field's bytes; CRLF, a lone CR and a lone LF each count once. */
+function countLineBreaks(buf) {
+  if (buf.indexOf(0x0a) === -1 && buf.indexOf(0x0d) === -1) return 0;
+  let count = 0;
+  for (let i = 0; i < buf.length; i += 1) {
+    if (buf[i] === 0x0a || (buf[i] === 0x0d && buf[i + 1] !== 0x0a)) count += 1;
+  }
+  return count;
+}
+
+/** Fails with InputFileError unless every path is a readable regular file. */
+async function checkInputFiles(paths) {
+  for (const filePath of paths) {
+    let stat;
+    try {
+      await fs.promises.access(filePath, fs.constants.R_OK);
+      stat = await fs.promises.stat(filePath);
+    } catch (err) {
+      throw new InputFileError(filePath, err.code === 'ENOENT' ? 'no such file' : err.message);
+    }
+    if (!stat.isFile()) throw new InputFileError(filePath, 'not a regular file');
+  }
+}
+
+/** Maps the header row's raw fields to the index of each required column. */
+function columnIndex(file, headerFields, required) {
+  const names = headerFields.map((field) => decodeField(field).text.trim());
+  const missing = required.filter((column) => !names.includes(column));
+  if (missing.length > 0) throw new MissingColumnError(file, missing, names);
+  return Object.fromEntries(required.map((column) => [column, names.indexOf(column)]));
+}
+
+/** Decodes the needed fields of one record; the row is latin-1 if any of them was not valid UTF-8. */
+function toRow(file, line, fields, index) {
+  const sentiment = decodeField(fields[index.sentiment]);
+  const text = decodeField(fields[index.text]);
+  const latin1 = sentiment.encoding === 'latin-1' || text.encoding === 'latin-1';
+  return { file, line, sentiment: sentiment.text.trim(), text: text.text, encoding: latin1 ? 'latin-1' : 'utf-8' };
+}
+
+/** Turns a csv-parse error into a CsvParseError: line numbers dropped (csv-parse counts CRLF twice), Buffers decoded. */
+function parseError(err, file, line) {
+  const reason = err.message
+    .replace(/ (?:at|on) line \d+/g, '')
+    .replace(/\{"type":"Buffer","data":\[([\d,]*)\]\}/g, (_, bytes) => JSON.stringify(decodeField(Buffer.from(bytes ? bytes.split(',').map(Number) : [])).text));
+  return new CsvParseError(file, line, printable(reason, MAX_REASON_CHARS));
+}
+
+/** Tracks the physical line where each record starts, from csv-parse's per-record info. */
+function lineTracker() {
+  let nextLine = 1;
+  let emptyLinesSeen = 0;
+  return {
+    /** Returns the start line of the record just parsed and advances past it. */
+    consume(fields, emptyLines) {
+      const line = this.peek(emptyLines);
+      emptyLinesSeen = emptyLines;
+      nextLine = line + 1 + fields.reduce((sum, field) => sum + countLineBreaks(field), 0);
+      return line;
+    },
+    /** Returns where the next record starts, given the blank lines skipped so far. */
+    peek(emptyLines) {
+      return nextLine + emptyLines - emptyLinesSeen;
+    },
+  };
+}
+
+/**
+ * Yields {file, line, sentiment, text, encoding} for each data row of one CSV file, in constant memory.
+ * `line` is the 1-based physical line where the record starts (quoted newlines and blank lines counted).
+ * Every row before a syntax error is yielded, then the CsvParseError is thrown.
+ */
+async function* readRecords(filePath, required = REQUIRED_COLUMNS) {
+  const file = path.basename(filePath);
+  const lines = lineTracker();
+  const source = fs.createReadStream(filePath);
+  let index = null;
+  let failure = null;
+  // on_record and on_skip run inside the parser, in parse order, so line numbers stay exact however far
+  // ahead it reads. A syntax error is "skipped" rather than thrown: an errored stream would discard the
+  // rows still buffered in it. The parser is then ended, and the error thrown once those rows are out.
+  const onRecord = (fields, info) => {
+    const line = lines.consume(fields, info.empty_lines);
+    if (failure !== null) return null;
+    if (index !== null) return toRow(file, line, fields, index);
+    index = columnIndex(file, fields, required);
+    return null;
+  };
+  const onSkip = (err) => {
+    if (failure !== null) return;
+    failure = parseError(err, file, lines.peek(parser.info.empty_lines));
+    process.nextTick(() => {
+      source.unpipe(parser);
+      source.destroy();
+      if (!parser.writableEnded) parser.end();
+    });
+  };
+  // encoding null: fields arrive as raw Buffers, decoded per field by decodeField. The default
+  // bom: false matters too: csv-parse's BOM detection would switch its output to strings.
+  const parser = parse({
+    encoding: null,
+    skip_empty_lines: true,
+    max_record_size: MAX_FIELD_BYTES,
+    skip_records_with_error: true,
+    on_skip: onSkip,
+    on_record: onRecord,
+  });
+  source.on('error', (err) => parser.destroy(new InputFileError(filePath, err.message)));
+  source.pipe(parser);
+  try {
+    yield* parser;
+  } finally {
+    source.destroy();
+  }
+  if (failure !== null) throw failure;
+  if (index === null) throw new MissingColumnError(file, [...required], []);
+}
+
+module.exports = {
+  readRecords,
+  checkInputFiles,
+  countLineBreaks,
+  missingColumnMessage,
+  printable,
+  MissingColumnError,
+  CsvParseError,
+  InputFileError,
+  REQUIRED_COLUMNS,
+};

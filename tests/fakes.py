@@ -1,0 +1,96 @@
+"""Shared test doubles: a scripted container runner, an in-memory tracker, a recording reporter."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from daemon.errors import RetraindError
+from daemon.podman import BuildJob, ContainerJob
+from daemon.proc import CmdResult
+from daemon.tracking import Registration, RunRecord
+from handlers.base import StageResult
+
+Script = Callable[[ContainerJob], CmdResult]
+
+
+def ok(job: ContainerJob | BuildJob, stdout: str = "") -> CmdResult:
+    return CmdResult(("fake",), 0, stdout, "")
+
+
+def out_dir(job: ContainerJob) -> Path:
+    return next(m.host for m in job.mounts if m.container == "/out")
+
+
+def writes(filename: str, content: Any, returncode: int = 0) -> Script:
+    """A container step that writes JSON into its /out mount and exits with returncode."""
+
+    def script(job: ContainerJob) -> CmdResult:
+        target = out_dir(job) / filename
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(content), encoding="utf-8")
+        return CmdResult(tuple(job.argv), returncode, "", "")
+
+    return script
+
+
+@dataclass
+class FakeContainers:
+    """Answers each container job by the first script whose key is in the job's name."""
+
+    scripts: dict[str, Script] = field(default_factory=dict)
+    images: dict[str, str] = field(default_factory=dict)
+    build_result: CmdResult = field(default_factory=lambda: CmdResult(("fake",), 0, "", ""))
+    ran: list[ContainerJob] = field(default_factory=list)
+    built: list[BuildJob] = field(default_factory=list)
+
+    def build(self, job: BuildJob, log_path: Path) -> CmdResult:
+        self.built.append(job)
+        if self.build_result.returncode == 0:
+            self.images[job.tag] = "sha256:" + "b" * 64
+        return self.build_result
+
+    def run(self, job: ContainerJob, log_path: Path) -> CmdResult:
+        self.ran.append(job)
+        for key, script in self.scripts.items():
+            if key in job.name:
+                return script(job)
+        raise AssertionError(f"no script for container {job.name}")
+
+    def image_id(self, ref: str) -> str | None:
+        return self.images.get(ref)
+
+
+@dataclass
+class FakeTracker:
+    records: list[RunRecord] = field(default_factory=list)
+    fail_with: Exception | None = None
+
+    def record(self, run: RunRecord, model_name: str) -> Registration:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.records.append(run)
+        return Registration(f"mlflow-{len(self.records)}",
+                            str(len(self.records)) if run.model_dir else None,
+                            len(self.records) == 1 and run.model_dir is not None)
+
+
+@dataclass
+class RecordingReporter:
+    events: list[tuple[str, Any]] = field(default_factory=list)
+
+    def stage_started(self, run_id: str, stage: str) -> None:
+        self.events.append(("started", stage))
+
+    def stage_finished(self, run_id: str, result: StageResult, duration_s: float) -> None:
+        self.events.append(("finished", result.stage))
+
+    def stage_failed(self, run_id: str, stage: str, duration_s: float,
+                     error: RetraindError) -> None:
+        self.events.append(("failed", stage))
+
+    def run_finished(self, outcome: Any) -> None:
+        self.events.append(("run", outcome.exit_code))

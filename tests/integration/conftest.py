@@ -1,0 +1,64 @@
+"""Fixtures for tests that drive real podman, git and MLflow."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pygit2
+import pytest
+
+from daemon.app import run_once
+from daemon.config import Settings, load_settings
+from daemon.pipeline import PipelineOutcome
+from tests.conftest import IN_CI, ROOT, require_tool
+from tests.fakes import RecordingReporter
+
+BASE_IMAGE = "localhost/retraind-base:bookworm"
+COPY_IGNORE = shutil.ignore_patterns(".venv", "node_modules", ".git", "*.egg-info", "__pycache__",
+                                    ".pytest_cache", ".mypy_cache", ".ruff_cache", "results")
+
+
+@pytest.fixture(scope="session")
+def podman_ready() -> None:
+    require_tool("podman")
+    found = subprocess.run(["podman", "image", "exists", BASE_IMAGE], check=False)
+    if found.returncode != 0:
+        message = f"{BASE_IMAGE} missing: run bash tools/base-image.sh"
+        pytest.fail(message) if IN_CI else pytest.skip(message)
+
+
+def make_settings(tmp: Path, **overrides: Any) -> Settings:
+    data = tmp / "data"
+    if "data_dir" not in overrides:
+        data.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / "data/sample.csv", data / "sample.csv")
+    values: dict[str, Any] = {"repo": ROOT, "data_dir": data, "state_dir": tmp / "state"}
+    values.update(overrides)
+    return load_settings(values, environ={"HOME": str(tmp)})
+
+
+RunPipeline = Callable[[Settings], tuple[PipelineOutcome, RecordingReporter]]
+
+
+@pytest.fixture
+def run_pipeline(podman_ready: None) -> RunPipeline:
+    def run(settings: Settings) -> tuple[PipelineOutcome, RecordingReporter]:
+        reporter = RecordingReporter()
+        return run_once(settings, reporter), reporter
+
+    return run
+
+
+def committed_copy(dest: Path) -> Path:
+    """The project as a fresh git repository (one commit), to change without touching ROOT."""
+    shutil.copytree(ROOT, dest, ignore=COPY_IGNORE)
+    repo = pygit2.init_repository(str(dest))
+    repo.index.add_all()
+    repo.index.write()
+    sig = pygit2.Signature("retraind tests", "tests@localhost")
+    repo.create_commit("HEAD", sig, sig, "copy", repo.index.write_tree(), [])
+    return dest

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from daemon.config import load_settings
+from daemon.errors import ConfigError
+
+
+def test_defaults_follow_xdg(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "st")}
+    s = load_settings({}, environ=env)
+    assert s.state_dir == tmp_path / "st" / "retraind"
+    assert s.data_dir == tmp_path / ".local/share/retraind/data"
+    assert s.tracking_uri == f"sqlite:///{tmp_path}/st/retraind/mlflow.db"
+    assert s.experiment == "NLP Text Classification"
+    assert s.model_name == "nlp-sentiment-classifier"
+
+
+def test_layers_file_then_env_then_cli(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('seed = 1\nexperiment = "from-file"\nlabels = ["x", "y"]\nc = 0.5\n')
+    env = {"HOME": str(tmp_path), "RETRAIND_SEED": "2", "MLFLOW_TRACKING_URI": "http://m:5000"}
+    s = load_settings({"seed": 3, "experiment": None}, environ=env, config_file=cfg)
+    assert (s.seed, s.experiment, s.labels, s.c) == (3, "from-file", ("x", "y"), 0.5)
+    assert s.tracking_uri == "http://m:5000"
+
+
+def test_retraind_tracking_uri_beats_mlflow_variable(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path), "RETRAIND_TRACKING_URI": "http://a", "MLFLOW_TRACKING_URI": "http://b"}
+    assert load_settings({}, environ=env).tracking_uri == "http://a"
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [("bogus = 1\n", "unknown setting"), ("seed = 'x'\n", "seed"), ("test_size = 1.5\n", "test_size"),
+     ("labels = ['one']\n", "two classes"), ("trigger = 'cosmic'\n", "trigger"), ("seed = [\n", "cannot read")],
+)
+def test_bad_configuration_is_refused_with_the_setting_named(tmp_path: Path, content: str, needle: str) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(content)
+    with pytest.raises(ConfigError, match=needle) as info:
+        load_settings({}, environ={"HOME": str(tmp_path)}, config_file=cfg)
+    assert info.value.exit_code == 78

@@ -1,0 +1,131 @@
+"""The runner and the handlers together, against scripted containers and an in-memory tracker."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from daemon.config import load_settings
+from daemon.errors import EXIT_GATE, EXIT_INFRA, EXIT_STAGE, TrackingError
+from daemon.gitinfo import GitInfo
+from daemon.manifest import DataFile, Manifest
+from daemon.pipeline import run_stages
+from daemon.proc import CmdResult
+from handlers.base import Ports, RunContext
+from handlers.registry import STAGES
+from tests.fakes import FakeContainers, FakeTracker, RecordingReporter, ok, writes
+
+METRICS = {"f1_score_weighted": 0.73, "accuracy": 0.74}
+VERSIONS = {"python": "3.11.2", "node": "18.19.0", "scikit-learn": "1.9.1"}
+JEST_OK = {"numPassedTests": 12, "testResults": []}
+DATA_OK = {"passed": True, "rows": 100, "problems": []}
+
+
+def train_script(job):  # type: ignore[no-untyped-def]
+    out = next(m.host for m in job.mounts if m.container == "/out")
+    (out / "artifacts").mkdir(parents=True, exist_ok=True)
+    (out / "model").mkdir(exist_ok=True)
+    (out / "artifacts" / "metrics.json").write_text(json.dumps(METRICS))
+    (out / "artifacts" / "params.json").write_text(json.dumps({"n_features": 10}))
+    return CmdResult(tuple(job.argv), 0, "", "")
+
+
+def containers(**override) -> FakeContainers:  # type: ignore[no-untyped-def]
+    scripts = {"build-versions": lambda j: ok(j, json.dumps(VERSIONS)),
+               "validate-jest": writes("jest.json", JEST_OK),
+               "validate-data": writes("data-check.json", DATA_OK),
+               "preprocess": writes("summary.json", {"rows_out": 100}),
+               "train": train_script}
+    scripts.update(override)
+    return FakeContainers(scripts, images={"localhost/retraind-base:bookworm": "sha256:base"})
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> RunContext:
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    for name in ("Containerfile", "requirements.lock", "scripts/package-lock.json"):
+        (repo / name).write_text(name)
+    settings = load_settings({"repo": repo, "data_dir": tmp_path / "data"},
+                             environ={"HOME": str(tmp_path)})
+    manifest = Manifest((DataFile("tweets.csv", 10, "f" * 64),))
+    return RunContext("r1", tmp_path / "run", settings, GitInfo("c" * 40, "main", False, repo),
+                      manifest)
+
+
+def test_a_good_run_passes_every_stage_and_registers_with_provenance(ctx: RunContext) -> None:
+    fake, tracker, reporter = containers(), FakeTracker(), RecordingReporter()
+    outcome = run_stages(ctx, list(STAGES.values()), Ports(fake, tracker), reporter)
+    assert outcome.ok and outcome.exit_code == 0
+    assert [e for e in reporter.events if e[0] == "finished"] == [("finished", s) for s in STAGES]
+    (record,) = tracker.records
+    assert record.status == "FINISHED" and record.metrics == METRICS
+    assert record.tags["retraind.git.commit"] == "c" * 40
+    assert record.tags["retraind.image.id"] == "sha256:" + "b" * 64
+    assert record.tags["retraind.version.node"] == "18.19.0"
+    assert record.tags["retraind.data.sha256"] == ctx.manifest.sha256
+    assert {"retraind.sha256.containerfile", "retraind.sha256.lock_python",
+            "retraind.sha256.lock_node", "retraind.trigger"} <= set(record.tags)
+    assert outcome.results["register"].outputs["champion"] is True
+
+
+def test_every_container_is_labelled_and_only_build_probe_lacks_seal(ctx: RunContext) -> None:
+    fake = containers()
+    run_stages(ctx, list(STAGES.values()), Ports(fake, FakeTracker()), RecordingReporter())
+    names = [j.name for j in fake.ran]
+    assert len(set(names)) == len(names)
+    assert all(j.labels.get("io.retraind.run") == "r1" for j in fake.ran)
+    assert all(not j.network for j in fake.ran)
+    train = next(j for j in fake.ran if j.name.endswith("-train"))
+    assert [m.writable for m in train.mounts] == [False, True]
+
+
+def test_failing_jest_test_is_a_gate_rejection_naming_the_test(ctx: RunContext) -> None:
+    jest = {"numPassedTests": 5, "testResults": [{"name": "/x/__tests__/textclean.test.js",
+            "status": "failed", "assertionResults": [
+                {"status": "failed", "fullName": "cleanAndTokenize drops stop words",
+                 "failureMessages": ["Error: expect(received).toEqual(expected)\n  at ..."]}]}]}
+    fake, tracker, reporter = containers(**{"validate-jest": writes("jest.json", jest, 1)}), \
+        FakeTracker(), RecordingReporter()
+    outcome = run_stages(ctx, list(STAGES.values()), Ports(fake, tracker), reporter)
+    assert outcome.exit_code == EXIT_GATE and outcome.failed_stage == "validate"
+    assert "cleanAndTokenize drops stop words" in outcome.error.reasons[0]  # type: ignore[union-attr]
+    assert not any(j.name.endswith("-train") for j in fake.ran)
+    (record,) = tracker.records
+    assert record.status == "FAILED" and record.model_dir is None
+    assert record.tags["retraind.failed_stage"] == "validate"
+
+
+def test_data_problem_is_a_gate_rejection_with_the_checker_message(ctx: RunContext) -> None:
+    report = {"passed": False, "problems": [{"check": "missing_column",
+              "message": "tweets.csv: required column 'sentiment' is missing"}]}
+    fake = containers(**{"validate-data": writes("data-check.json", report, 1)})
+    outcome = run_stages(ctx, list(STAGES.values()), Ports(fake, FakeTracker()), RecordingReporter())
+    assert outcome.exit_code == EXIT_GATE
+    assert outcome.error.reasons == ("tweets.csv: required column 'sentiment' is missing",)  # type: ignore[union-attr]
+    assert not any("preprocess" in j.name for j in fake.ran)
+
+
+def test_podman_failure_is_infrastructure_and_training_crash_is_a_stage_failure(ctx: RunContext) -> None:
+    crash = containers(train=lambda j: CmdResult(tuple(j.argv), 1, "", "Traceback: boom"))
+    outcome = run_stages(ctx, list(STAGES.values()), Ports(crash, FakeTracker()), RecordingReporter())
+    assert outcome.exit_code == EXIT_STAGE and "boom" in str(outcome.error)
+    podman = containers(preprocess=lambda j: CmdResult(tuple(j.argv), 125, "", "no such image"))
+    outcome = run_stages(ctx, list(STAGES.values()), Ports(podman, FakeTracker()), RecordingReporter())
+    assert outcome.exit_code == EXIT_INFRA and outcome.failed_stage == "preprocess"
+
+
+def test_missing_base_image_says_how_to_build_it(ctx: RunContext) -> None:
+    fake = containers()
+    fake.images.clear()
+    outcome = run_stages(ctx, list(STAGES.values()), Ports(fake, FakeTracker()), RecordingReporter())
+    assert outcome.exit_code == 78 and "tools/base-image.sh" in str(outcome.error)
+
+
+def test_tracking_outage_fails_register_but_not_silently(ctx: RunContext) -> None:
+    tracker = FakeTracker(fail_with=TrackingError("MLflow at http://x failed: refused"))
+    outcome = run_stages(ctx, list(STAGES.values()), Ports(containers(), tracker), RecordingReporter())
+    assert outcome.failed_stage == "register" and outcome.exit_code == EXIT_INFRA
+    assert "train" in outcome.results

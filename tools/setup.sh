@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Set up this machine for retraind, idempotently (Debian 12; root, or a user with sudo).
+#
+#   bash tools/setup.sh               system packages, Podman config, .venv, base image, corpus
+#   bash tools/setup.sh --dev         the same plus test tools (pytest, ruff, mypy, Jest on the host)
+#   bash tools/setup.sh --system-only only what needs root: packages and /etc/containers (CI, as root)
+#
+# Run as a normal user, the pipeline runs rootless (Podman in a user namespace); as root, rootful.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(podman runc uidmap slirp4netns mmdebstrap debootstrap python3 python3-venv git
+              ca-certificates)
+mode=run
+case "${1:-}" in
+  "") ;;
+  --dev) mode=dev ;;
+  --system-only) mode=system ;;
+  *) echo "usage: bash tools/setup.sh [--dev | --system-only]" >&2; exit 2 ;;
+esac
+
+say() { echo "setup: $*" >&2; }
+as_root() {
+  if [[ $(id -u) -eq 0 ]]; then "$@"
+  elif command -v sudo >/dev/null; then sudo "$@"
+  else say "needs root for: $*  (run: bash tools/setup.sh --system-only as root)"; exit 1
+  fi
+}
+quiet_pip() { grep -v -e 'is ignored: it is neither' -e '^$' >&2 || true; }
+
+system_setup() {
+  local missing=() p
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+  done
+  command -v node >/dev/null || missing+=(nodejs)
+  command -v npm >/dev/null || missing+=(npm)
+  if ((${#missing[@]})); then
+    say "installing ${missing[*]}"
+    as_root apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      "${missing[@]}"
+  fi
+  if ! grep -qs '^runtime = "runc"' /etc/containers/containers.conf; then
+    as_root bash tools/setup-podman.sh --system
+  fi
+}
+
+python_setup() {
+  local lock=requirements.lock
+  [[ $mode == dev ]] && lock=requirements-dev.lock
+  [[ -x .venv/bin/python ]] || python3 -m venv .venv
+  if ! cmp -s "$lock" .venv/.installed-lock; then
+    say "installing Python packages from $lock"
+    .venv/bin/pip install -q --require-hashes --no-deps -r "$lock" 2>&1 | quiet_pip
+    .venv/bin/pip install -q --no-deps -e . 2>&1 | quiet_pip
+    cp "$lock" .venv/.installed-lock
+  fi
+}
+
+system_setup
+[[ $mode == system ]] && exit 0
+[[ $(id -u) -eq 0 ]] || bash tools/setup-podman.sh
+python_setup
+if [[ $mode == dev ]] && ! cmp -s scripts/package-lock.json scripts/node_modules/.installed-lock; then
+  (cd scripts && npm ci --no-audit --no-fund --loglevel=error && cp package-lock.json node_modules/.installed-lock)
+fi
+bash tools/base-image.sh
+PYTHON=.venv/bin/python bash tools/fetch-corpus.sh
+say "ready: .venv/bin/retraind run"
