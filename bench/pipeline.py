@@ -26,8 +26,9 @@ from daemon.progress import LogReporter  # noqa: E402
 
 
 def pipeline(data_dir: Path | None, state_dir: Path, *, no_cache: bool) -> PipelineOutcome:
-    settings = load_settings({"repo": ROOT, "data_dir": data_dir, "state_dir": state_dir,
-                              "no_cache": no_cache})
+    settings = load_settings(
+        {"repo": ROOT, "data_dir": data_dir, "state_dir": state_dir, "no_cache": no_cache}
+    )
     outcome = run_once(settings, LogReporter())
     if not outcome.ok:
         raise SystemExit(f"pipeline failed at {outcome.failed_stage}: {outcome.error}")
@@ -37,8 +38,11 @@ def pipeline(data_dir: Path | None, state_dir: Path, *, no_cache: bool) -> Pipel
 def bare_training(processed: Path, out: Path) -> float:
     """The same train.py, run directly by the host venv's Python on the same processed data."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, str(ROOT / "scripts/train.py"), "--input", str(processed),
-                    "--output", str(out)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts/train.py"), "--input", str(processed), "--output", str(out)],
+        check=True,
+        capture_output=True,
+    )
     return time.perf_counter() - started
 
 
@@ -54,8 +58,10 @@ def main() -> None:
         warm = pipeline(args.data_dir, state, no_cache=False)
         processed = state / "runs" / warm.run_id / "preprocess" / "processed.jsonl"
         bare = bare_training(processed, state / "bare")
-    rows = {stage: {"cold_s": cold.durations[stage] if cold else None, "warm_s": warm_s}
-            for stage, warm_s in warm.durations.items()}
+    rows = {
+        stage: {"cold_s": cold.durations[stage] if cold else None, "warm_s": warm_s}
+        for stage, warm_s in warm.durations.items()
+    }
     result = {
         "stages": rows,
         "total_cold_s": cold.duration_s if cold else None,

@@ -30,8 +30,10 @@ def new_run_id(now: datetime | None = None) -> str:
 
 def real_ports(settings: Settings) -> Ports:
     if shutil.which("podman") is None:
-        raise ConfigError("podman is not installed: sudo apt-get install podman runc uidmap "
-                          "(then bash tools/setup-podman.sh)")
+        raise ConfigError(
+            "podman is not installed: sudo apt-get install podman runc uidmap "
+            "(then bash tools/setup-podman.sh)"
+        )
     return Ports(PodmanCli(), MlflowTracker(settings.tracking_uri, settings.state_dir / "artifacts"))
 
 

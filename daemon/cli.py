@@ -10,7 +10,7 @@ from pathlib import Path
 import structlog
 
 from daemon import __version__
-from daemon.errors import EXIT_CRASH, EXIT_INTERRUPTED, EXIT_USAGE, RetraindError
+from daemon.errors import EXIT_CRASH, EXIT_INTERRUPTED, RetraindError
 
 DESCRIPTION = "Deterministic retraining in rootless Podman, recorded in MLflow."
 
@@ -25,13 +25,20 @@ EXIT_CODES_HELP = """exit codes:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="retraind", description=DESCRIPTION,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=EXIT_CODES_HELP)
+    p = argparse.ArgumentParser(
+        prog="retraind",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXIT_CODES_HELP,
+    )
     p.add_argument("--version", action="version", version=f"retraind {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the whole pipeline once", epilog=EXIT_CODES_HELP,
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    run = sub.add_parser(
+        "run",
+        help="run the whole pipeline once",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument("--config", type=Path, help="TOML settings file")
     run.add_argument("--repo", type=Path, help="git repository to build (default: current directory)")
     run.add_argument("--data-dir", type=Path, help="directory of CSV data files")
@@ -41,8 +48,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--model-name", help="registered model name")
     run.add_argument("--trigger", choices=["manual", "commit", "data", "schedule", "ci"])
     run.add_argument("--seed", type=int)
-    run.add_argument("--no-cache", action="store_true", default=None,
-                     help="build the image without podman's layer cache")
+    run.add_argument(
+        "--no-cache", action="store_true", default=None, help="build the image without podman's layer cache"
+    )
     run.add_argument("--json", action="store_true", help="JSON log lines even on a terminal")
     return p
 
@@ -72,9 +80,20 @@ def _run(args: argparse.Namespace, json_lines: bool) -> int:
     from daemon.config import load_settings
     from daemon.progress import ConsoleReporter, LogReporter
 
-    cli = {k: getattr(args, k) for k in ("repo", "data_dir", "state_dir", "tracking_uri",
-                                         "experiment", "model_name", "trigger", "seed",
-                                         "no_cache")}
+    cli = {
+        k: getattr(args, k)
+        for k in (
+            "repo",
+            "data_dir",
+            "state_dir",
+            "tracking_uri",
+            "experiment",
+            "model_name",
+            "trigger",
+            "seed",
+            "no_cache",
+        )
+    }
     settings = load_settings(cli, config_file=args.config)
     reporter = LogReporter() if json_lines else ConsoleReporter()
     return run_once(settings, reporter).exit_code

@@ -51,7 +51,7 @@ class Settings:
         return self.state_dir / "runs"
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Settings) }
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 _TRIGGERS = ("manual", "commit", "data", "schedule", "ci")
 
 
@@ -79,8 +79,9 @@ def _coerce(name: str, value: Any) -> Any:
 
 
 def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
-    found = {name: environ[ENV_PREFIX + name.upper()] for name in _FIELDS
-             if ENV_PREFIX + name.upper() in environ}
+    found = {
+        name: environ[ENV_PREFIX + name.upper()] for name in _FIELDS if ENV_PREFIX + name.upper() in environ
+    }
     if "tracking_uri" not in found and environ.get("MLFLOW_TRACKING_URI"):
         found["tracking_uri"] = environ["MLFLOW_TRACKING_URI"]
     return found

@@ -9,8 +9,7 @@ from typing import TextIO
 import structlog
 
 
-def configure_logging(*, json_lines: bool, stream: TextIO | None = None,
-                      level: int = logging.INFO) -> None:
+def configure_logging(*, json_lines: bool, stream: TextIO | None = None, level: int = logging.INFO) -> None:
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if json_lines else structlog.dev.ConsoleRenderer()
     )

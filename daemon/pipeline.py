@@ -38,8 +38,7 @@ class PipelineOutcome:
 class Reporter(Protocol):
     def stage_started(self, run_id: str, stage: str) -> None: ...
     def stage_finished(self, run_id: str, result: StageResult, duration_s: float) -> None: ...
-    def stage_failed(self, run_id: str, stage: str, duration_s: float,
-                     error: RetraindError) -> None: ...
+    def stage_failed(self, run_id: str, stage: str, duration_s: float, error: RetraindError) -> None: ...
     def run_finished(self, outcome: PipelineOutcome) -> None: ...
 
 
@@ -62,10 +61,8 @@ def run_stages(
         except RetraindError as error:
             durations[stage.name] = clock() - t0
             reporter.stage_failed(ctx.run_id, stage.name, durations[stage.name], error)
-            _record_failure(replace(ctx, results=MappingProxyType(results)), stage.name, error,
-                            ports)
-            outcome = PipelineOutcome(ctx.run_id, results, durations, clock() - started,
-                                      stage.name, error)
+            _record_failure(replace(ctx, results=MappingProxyType(results)), stage.name, error, ports)
+            outcome = PipelineOutcome(ctx.run_id, results, durations, clock() - started, stage.name, error)
             reporter.run_finished(outcome)
             return outcome
         durations[stage.name] = clock() - t0

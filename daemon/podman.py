@@ -7,7 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from daemon.errors import PODMAN_FAILED, PODMAN_NOT_EXECUTABLE, PODMAN_NOT_FOUND, InfrastructureError
+from daemon.errors import (
+    PODMAN_FAILED,
+    PODMAN_NOT_EXECUTABLE,
+    PODMAN_NOT_FOUND,
+    InfrastructureError,
+)
 from daemon.proc import CmdResult, run_cmd
 
 LABEL = "io.retraind"
@@ -50,8 +55,17 @@ class BuildJob:
 
 def run_argv(job: ContainerJob, *, rootless: bool) -> tuple[str, ...]:
     """`podman run` for a job: no capabilities, no privilege gain, an init to forward signals."""
-    argv = ["podman", "run", "--rm", "--pull=never", "--init", f"--name={job.name}",
-            "--cap-drop=all", "--security-opt=no-new-privileges", "--tmpfs=/tmp:rw,size=1g"]
+    argv = [
+        "podman",
+        "run",
+        "--rm",
+        "--pull=never",
+        "--init",
+        f"--name={job.name}",
+        "--cap-drop=all",
+        "--security-opt=no-new-privileges",
+        "--tmpfs=/tmp:rw,size=1g",
+    ]
     argv.append("--userns=keep-id" if rootless else f"--user={IMAGE_USER}")
     argv.append("--network=host" if job.network else "--network=none")
     if job.read_only_root:
@@ -65,8 +79,14 @@ def run_argv(job: ContainerJob, *, rootless: bool) -> tuple[str, ...]:
 
 def build_argv(job: BuildJob) -> tuple[str, ...]:
     """`podman build` with --timestamp 0 so identical inputs give identical image IDs."""
-    argv = ["podman", "build", "--timestamp=0", "--pull=never", f"--file={job.containerfile}",
-            f"--tag={job.tag}"]
+    argv = [
+        "podman",
+        "build",
+        "--timestamp=0",
+        "--pull=never",
+        f"--file={job.containerfile}",
+        f"--tag={job.tag}",
+    ]
     argv += [f"--build-arg={k}={v}" for k, v in sorted(job.build_args.items())]
     argv += [f"--label={k}={v}" for k, v in sorted(job.labels.items())]
     if job.iidfile is not None:
@@ -95,8 +115,7 @@ class PodmanCli:
             for m in job.mounts:
                 if m.writable:
                     os.chown(m.host, 10001, 10001)
-        return run_cmd(run_argv(job, rootless=self.rootless), timeout=job.timeout_s,
-                       log_path=log_path)
+        return run_cmd(run_argv(job, rootless=self.rootless), timeout=job.timeout_s, log_path=log_path)
 
     def image_id(self, ref: str) -> str | None:
         result = run_cmd(("podman", "image", "inspect", "--format={{.Id}}", ref), timeout=60)

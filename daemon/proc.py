@@ -64,4 +64,3 @@ def run_cmd(
         with log_path.open("a", encoding="utf-8") as log:
             log.write(f"$ {' '.join(argv)}\n{proc.stdout}{proc.stderr}[exit {proc.returncode}]\n")
     return result
-

@@ -29,8 +29,9 @@ def outcome_fields(outcome: PipelineOutcome) -> dict[str, Any]:
         fields["f1_score_weighted"] = outcome.results["train"].outputs["metrics"]["f1_score_weighted"]
     if "register" in outcome.results:
         reg = outcome.results["register"].outputs
-        fields.update(mlflow_run_id=reg["mlflow_run_id"], model_version=reg["model_version"],
-                      champion=reg["champion"])
+        fields.update(
+            mlflow_run_id=reg["mlflow_run_id"], model_version=reg["model_version"], champion=reg["champion"]
+        )
     if "build" in outcome.results:
         fields["image_id"] = outcome.results["build"].outputs["image_id"]
     return fields
@@ -46,14 +47,24 @@ class LogReporter:
         self.log.info("stage_started", run_id=run_id, stage=stage)
 
     def stage_finished(self, run_id: str, result: StageResult, duration_s: float) -> None:
-        self.log.info("stage_finished", run_id=run_id, stage=result.stage,
-                      duration_s=round(duration_s, 3), summary=result.summary)
+        self.log.info(
+            "stage_finished",
+            run_id=run_id,
+            stage=result.stage,
+            duration_s=round(duration_s, 3),
+            summary=result.summary,
+        )
 
-    def stage_failed(self, run_id: str, stage: str, duration_s: float,
-                     error: RetraindError) -> None:
+    def stage_failed(self, run_id: str, stage: str, duration_s: float, error: RetraindError) -> None:
         reasons = list(error.reasons) if isinstance(error, GateRejectedError) else [str(error)]
-        self.log.error("stage_failed", run_id=run_id, stage=stage, duration_s=round(duration_s, 3),
-                       error_kind=type(error).__name__, reasons=reasons)
+        self.log.error(
+            "stage_failed",
+            run_id=run_id,
+            stage=stage,
+            duration_s=round(duration_s, 3),
+            error_kind=type(error).__name__,
+            reasons=reasons,
+        )
 
     def run_finished(self, outcome: PipelineOutcome) -> None:
         level = self.log.info if outcome.ok else self.log.error
@@ -80,8 +91,7 @@ class ConsoleReporter:
         self._stop()
         self.console.print(f"[green]✓[/] {result.stage:<11}{duration_s:8.1f} s  {result.summary}")
 
-    def stage_failed(self, run_id: str, stage: str, duration_s: float,
-                     error: RetraindError) -> None:
+    def stage_failed(self, run_id: str, stage: str, duration_s: float, error: RetraindError) -> None:
         self._stop()
         self.console.print(f"[red]✗[/] {stage:<11}{duration_s:8.1f} s  [red]{type(error).__name__}[/]")
         reasons = error.reasons if isinstance(error, GateRejectedError) else (str(error),)
@@ -95,7 +105,10 @@ class ConsoleReporter:
             self.console.print(
                 f"[bold green]run {f['run_id']} succeeded[/] in {f['duration_s']:.1f} s: "
                 f"model v{f.get('model_version')}{' (champion)' if f.get('champion') else ''}, "
-                f"weighted F1 {f.get('f1_score_weighted', float('nan')):.4f}")
+                f"weighted F1 {f.get('f1_score_weighted', float('nan')):.4f}"
+            )
         else:
-            self.console.print(f"[bold red]run {f['run_id']} failed[/] at {f['failed_stage']} "
-                               f"after {f['duration_s']:.1f} s (exit {f['exit_code']})")
+            self.console.print(
+                f"[bold red]run {f['run_id']} failed[/] at {f['failed_stage']} "
+                f"after {f['duration_s']:.1f} s (exit {f['exit_code']})"
+            )

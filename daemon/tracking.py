@@ -45,7 +45,11 @@ class MlflowTracker:
         self.artifact_root = artifact_root if _is_local(tracking_uri) else None
 
     def _client(self) -> Any:
+        import logging
+
         from mlflow.tracking import MlflowClient
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # mlflow sets INFO when imported
 
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
@@ -69,8 +73,7 @@ class MlflowTracker:
         from mlflow.entities import Metric, Param, RunTag
 
         client = self._client()
-        created = client.create_run(self._experiment_id(client, run.experiment),
-                                    run_name=run.run_name)
+        created = client.create_run(self._experiment_id(client, run.experiment), run_name=run.run_name)
         run_id = str(created.info.run_id)
         client.log_batch(
             run_id,
@@ -84,22 +87,27 @@ class MlflowTracker:
         champion = False
         if run.model_dir is not None:
             client.log_artifacts(run_id, str(run.model_dir), "model")
-            version, champion = self._register(client, run_id, created.info.artifact_uri,
-                                               model_name, run.tags)
+            version, champion = self._register(
+                client, run_id, created.info.artifact_uri, model_name, run.tags
+            )
         client.set_terminated(run_id, run.status)
         return Registration(run_id, version, champion)
 
-    def _register(self, client: Any, run_id: str, artifact_uri: str, name: str,
-                  tags: Mapping[str, str]) -> tuple[str, bool]:
+    def _register(
+        self, client: Any, run_id: str, artifact_uri: str, name: str, tags: Mapping[str, str]
+    ) -> tuple[str, bool]:
         from mlflow.exceptions import MlflowException
 
         try:
             client.get_registered_model(name)
         except MlflowException:
             client.create_registered_model(name, description="retraind sentiment classifier")
-        mv = client.create_model_version(name, f"{artifact_uri}/model", run_id=run_id,
-                                         tags={k: v for k, v in tags.items()
-                                               if k.startswith("retraind.")})
+        mv = client.create_model_version(
+            name,
+            f"{artifact_uri}/model",
+            run_id=run_id,
+            tags={k: v for k, v in tags.items() if k.startswith("retraind.")},
+        )
         version = str(mv.version)
         try:
             client.get_model_version_by_alias(name, CHAMPION)

@@ -68,8 +68,9 @@ class Stage(Protocol):
     def run(self, ctx: RunContext, ports: Ports) -> StageResult: ...
 
 
-def container_job(ctx: RunContext, stage: str, argv: tuple[str, ...], mounts: tuple[Mount, ...],
-                  *, step: str = "") -> ContainerJob:
+def container_job(
+    ctx: RunContext, stage: str, argv: tuple[str, ...], mounts: tuple[Mount, ...], *, step: str = ""
+) -> ContainerJob:
     """A sealed job in the image this run built: no network, read-only root, labelled as ours."""
     suffix = f"-{step}" if step else ""
     return ContainerJob(

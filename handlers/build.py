@@ -51,14 +51,21 @@ class Build:
         if image_id is None:
             raise InfrastructureError(f"podman built {job.tag} but cannot inspect it")
         versions = self._versions(ctx, ports, image_id)
-        outputs = {"image_id": image_id, "base_image_id": base_id or "", "versions": versions,
-                   "hashes": input_hashes(ctx)}
+        outputs = {
+            "image_id": image_id,
+            "base_image_id": base_id or "",
+            "versions": versions,
+            "hashes": input_hashes(ctx),
+        }
         return StageResult(NAME, f"image {image_id[:12]}", outputs)
 
     def _versions(self, ctx: RunContext, ports: Ports, image_id: str) -> dict[str, str]:
-        job = ContainerJob(name=f"retraind-{ctx.run_id}-{NAME}-versions", image=image_id,
-                           argv=("python", f"{SCRIPTS}/image_versions.py"),
-                           labels={"io.retraind.run": ctx.run_id, "io.retraind.stage": NAME})
+        job = ContainerJob(
+            name=f"retraind-{ctx.run_id}-{NAME}-versions",
+            image=image_id,
+            argv=("python", f"{SCRIPTS}/image_versions.py"),
+            labels={"io.retraind.run": ctx.run_id, "io.retraind.stage": NAME},
+        )
         result = run_checked(ports, job, ctx.stage_dir(NAME) / "versions.log")
         if result.returncode != 0:
             raise StageFailedError(NAME, result.returncode, result.tail(5))

@@ -23,8 +23,15 @@ class Preprocess:
 
     def run(self, ctx: RunContext, ports: Ports) -> StageResult:
         out = ctx.stage_dir(NAME)
-        argv = ("node", "preprocess.js", "--output", f"/out/{OUTPUT}",
-                "--summary", "/out/summary.json", *data_paths(ctx))
+        argv = (
+            "node",
+            "preprocess.js",
+            "--output",
+            f"/out/{OUTPUT}",
+            "--summary",
+            "/out/summary.json",
+            *data_paths(ctx),
+        )
         job = container_job(ctx, NAME, argv, data_mounts(ctx, out))
         result = run_checked(ports, job, out / "preprocess.log")
         if result.returncode != 0:

@@ -40,19 +40,25 @@ def provenance_tags(ctx: RunContext) -> dict[str, str]:
 
 def stage_params(ctx: RunContext) -> dict[str, str]:
     s = ctx.settings
-    return {"seed": str(s.seed), "test_size": str(s.test_size), "C": str(s.c),
-            "labels": ",".join(s.labels), "max_empty_share": str(s.max_empty_share)}
+    return {
+        "seed": str(s.seed),
+        "test_size": str(s.test_size),
+        "C": str(s.c),
+        "labels": ",".join(s.labels),
+        "max_empty_share": str(s.max_empty_share),
+    }
 
 
 def failure_record(ctx: RunContext, stage: str, error: RetraindError) -> RunRecord:
     """The MLflow run of a pipeline that stopped: FAILED, with the reason and the gate's reports."""
-    tags = provenance_tags(ctx) | {"retraind.outcome": type(error).__name__,
-                                   "retraind.failed_stage": stage,
-                                   "retraind.failure": str(error)[:5000]}
+    tags = provenance_tags(ctx) | {
+        "retraind.outcome": type(error).__name__,
+        "retraind.failed_stage": stage,
+        "retraind.failure": str(error)[:5000],
+    }
     validate_dir = ctx.run_dir / "validate"
     dirs = {"validation": validate_dir} if validate_dir.is_dir() else {}
-    return RunRecord(ctx.settings.experiment, ctx.run_id, "FAILED", stage_params(ctx), {}, tags,
-                     dirs)
+    return RunRecord(ctx.settings.experiment, ctx.run_id, "FAILED", stage_params(ctx), {}, tags, dirs)
 
 
 class Register:
@@ -75,9 +81,11 @@ class Register:
         reg = ports.tracker.record(record, ctx.settings.model_name)
         alias = " (champion)" if reg.champion else ""
         summary = f"MLflow run {reg.run_id[:8]}, {ctx.settings.model_name} v{reg.model_version}{alias}"
-        return StageResult(NAME, summary, {"mlflow_run_id": reg.run_id,
-                                           "model_version": reg.model_version,
-                                           "champion": reg.champion})
+        return StageResult(
+            NAME,
+            summary,
+            {"mlflow_run_id": reg.run_id, "model_version": reg.model_version, "champion": reg.champion},
+        )
 
 
 STAGE = Register()

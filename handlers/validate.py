@@ -64,9 +64,17 @@ class Validate:
 
     def _data(self, ctx: RunContext, ports: Ports, out: Path) -> dict[str, Any]:
         s = ctx.settings
-        argv = ("node", "check-data.js", "--report", "/out/data-check.json",
-                "--labels", ",".join(s.labels), "--max-empty-share", str(s.max_empty_share),
-                *data_paths(ctx))
+        argv = (
+            "node",
+            "check-data.js",
+            "--report",
+            "/out/data-check.json",
+            "--labels",
+            ",".join(s.labels),
+            "--max-empty-share",
+            str(s.max_empty_share),
+            *data_paths(ctx),
+        )
         job = container_job(ctx, NAME, argv, data_mounts(ctx, out), step="data")
         result = run_checked(ports, job, out / "data-check.log")
         report = read_json(out / "data-check.json")

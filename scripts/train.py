@@ -164,8 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     (artifacts / "params.json").write_text(json.dumps(params, indent=2), encoding="utf-8")
     (artifacts / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    summary = {"f1_score_weighted": metrics["f1_score_weighted"], "fit_s": round(fit_s, 3),
-               "duration_s": round(time.monotonic() - started, 3), "n_rows": len(frame)}
+    summary = {
+        "f1_score_weighted": metrics["f1_score_weighted"],
+        "fit_s": round(fit_s, 3),
+        "duration_s": round(time.monotonic() - started, 3),
+        "n_rows": len(frame),
+    }
     print(json.dumps(summary))
     return 0
 

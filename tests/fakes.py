@@ -73,9 +73,11 @@ class FakeTracker:
         if self.fail_with is not None:
             raise self.fail_with
         self.records.append(run)
-        return Registration(f"mlflow-{len(self.records)}",
-                            str(len(self.records)) if run.model_dir else None,
-                            len(self.records) == 1 and run.model_dir is not None)
+        return Registration(
+            f"mlflow-{len(self.records)}",
+            str(len(self.records)) if run.model_dir else None,
+            len(self.records) == 1 and run.model_dir is not None,
+        )
 
 
 @dataclass
@@ -88,8 +90,7 @@ class RecordingReporter:
     def stage_finished(self, run_id: str, result: StageResult, duration_s: float) -> None:
         self.events.append(("finished", result.stage))
 
-    def stage_failed(self, run_id: str, stage: str, duration_s: float,
-                     error: RetraindError) -> None:
+    def stage_failed(self, run_id: str, stage: str, duration_s: float, error: RetraindError) -> None:
         self.events.append(("failed", stage))
 
     def run_finished(self, outcome: Any) -> None:

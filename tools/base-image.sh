@@ -106,8 +106,11 @@ else
   hooks+=(--customize-hook="printf '%s' '$SOURCES' >\"\$1/etc/apt/sources.list\"")
   hooks+=(--customize-hook='rm -rf "$1"/var/log/* "$1"/var/cache/ldconfig/aux-cache')
   log "mmdebstrap --mode=unshare $SUITE from $MIRROR (about a minute)"
-  # --skip=output/dev: no device nodes in the tarball (the runtime provides /dev).
-  mmdebstrap --mode=unshare --variant=minbase --include=ca-certificates --skip=output/dev \
+  # merged-usr hook: symlinked /usr as debootstrap does, with usr-is-merged; without it apt picks
+  # usrmerge, which drags in perl (+50 MB). --skip=output/dev: no device nodes in the tarball
+  # (the runtime provides /dev).
+  mmdebstrap --mode=unshare --variant=minbase --include=ca-certificates \
+    --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr --skip=output/dev \
     "${hooks[@]}" "$SUITE" "$TARBALL" "$MIRROR" >"$WORK/mmdebstrap.log" 2>&1 || {
     tail -n 30 "$WORK/mmdebstrap.log" >&2
     die "mmdebstrap failed (see above; mirror $MIRROR reachable? subuid/subgid ranges set?)"

@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(podman runc uidmap slirp4netns mmdebstrap debootstrap python3 python3-venv git
               ca-certificates)
+DEV_APT_PACKAGES=(systemd)  # systemd-analyze verifies the unit files in the tests
 mode=run
 case "${1:-}" in
   "") ;;
@@ -29,8 +30,9 @@ as_root() {
 quiet_pip() { grep -v -e 'is ignored: it is neither' -e '^$' >&2 || true; }
 
 system_setup() {
-  local missing=() p
-  for p in "${APT_PACKAGES[@]}"; do
+  local missing=() p wanted=("${APT_PACKAGES[@]}")
+  [[ $mode == run ]] || wanted+=("${DEV_APT_PACKAGES[@]}")
+  for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
   done
   command -v node >/dev/null || missing+=(nodejs)

@@ -18,8 +18,17 @@ from tests.conftest import IN_CI, ROOT, require_tool
 from tests.fakes import RecordingReporter
 
 BASE_IMAGE = "localhost/retraind-base:bookworm"
-COPY_IGNORE = shutil.ignore_patterns(".venv", "node_modules", ".git", "*.egg-info", "__pycache__",
-                                    ".pytest_cache", ".mypy_cache", ".ruff_cache", "results")
+COPY_IGNORE = shutil.ignore_patterns(
+    ".venv",
+    "node_modules",
+    ".git",
+    "*.egg-info",
+    "__pycache__",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    "results",
+)
 
 
 @pytest.fixture(scope="session")

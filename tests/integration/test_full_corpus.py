@@ -18,8 +18,9 @@ def corpus_dir() -> Path:
 
 
 @pytest.mark.slow
-def test_full_corpus_registers_a_champion_with_f1_at_least_072(tmp_path: Path,
-                                                              run_pipeline: RunPipeline) -> None:
+def test_full_corpus_registers_a_champion_with_f1_at_least_072(
+    tmp_path: Path, run_pipeline: RunPipeline
+) -> None:
     data = corpus_dir()
     if not (data / "tweets.csv").is_file():
         message = f"no corpus in {data}: run tools/fetch-corpus.sh"

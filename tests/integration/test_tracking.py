@@ -21,24 +21,49 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The committed sample, preprocessed by Node and trained by train.py on the host (bare)."""
     require_tool("node")
     work = tmp_path_factory.mktemp("trained")
-    subprocess.run(["node", str(ROOT / "scripts/preprocess.js"), "--output",
-                    str(work / "processed.jsonl"), str(ROOT / "data/sample.csv")],
-                   check=True, capture_output=True)
-    subprocess.run([sys.executable, str(ROOT / "scripts/train.py"), "--input",
-                    str(work / "processed.jsonl"), "--output", str(work / "out")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "node",
+            str(ROOT / "scripts/preprocess.js"),
+            "--output",
+            str(work / "processed.jsonl"),
+            str(ROOT / "data/sample.csv"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts/train.py"),
+            "--input",
+            str(work / "processed.jsonl"),
+            "--output",
+            str(work / "out"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return work / "out"
 
 
 def record(trained: Path, run_name: str) -> RunRecord:
     metrics = json.loads((trained / "artifacts/metrics.json").read_text())
-    return RunRecord("itest", run_name, "FINISHED", {"seed": "42"}, metrics,
-                     {"retraind.git.commit": "c" * 40}, {"": trained / "artifacts"},
-                     trained / "model")
+    return RunRecord(
+        "itest",
+        run_name,
+        "FINISHED",
+        {"seed": "42"},
+        metrics,
+        {"retraind.git.commit": "c" * 40},
+        {"": trained / "artifacts"},
+        trained / "model",
+    )
 
 
-def test_record_registers_and_first_version_becomes_champion(trained: Path, tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_record_registers_and_first_version_becomes_champion(
+    trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"

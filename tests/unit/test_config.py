@@ -34,10 +34,18 @@ def test_retraind_tracking_uri_beats_mlflow_variable(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "needle"),
-    [("bogus = 1\n", "unknown setting"), ("seed = 'x'\n", "seed"), ("test_size = 1.5\n", "test_size"),
-     ("labels = ['one']\n", "two classes"), ("trigger = 'cosmic'\n", "trigger"), ("seed = [\n", "cannot read")],
+    [
+        ("bogus = 1\n", "unknown setting"),
+        ("seed = 'x'\n", "seed"),
+        ("test_size = 1.5\n", "test_size"),
+        ("labels = ['one']\n", "two classes"),
+        ("trigger = 'cosmic'\n", "trigger"),
+        ("seed = [\n", "cannot read"),
+    ],
 )
-def test_bad_configuration_is_refused_with_the_setting_named(tmp_path: Path, content: str, needle: str) -> None:
+def test_bad_configuration_is_refused_with_the_setting_named(
+    tmp_path: Path, content: str, needle: str
+) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text(content)
     with pytest.raises(ConfigError, match=needle) as info:

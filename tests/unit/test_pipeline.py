@@ -33,11 +33,13 @@ def train_script(job):  # type: ignore[no-untyped-def]
 
 
 def containers(**override) -> FakeContainers:  # type: ignore[no-untyped-def]
-    scripts = {"build-versions": lambda j: ok(j, json.dumps(VERSIONS)),
-               "validate-jest": writes("jest.json", JEST_OK),
-               "validate-data": writes("data-check.json", DATA_OK),
-               "preprocess": writes("summary.json", {"rows_out": 100}),
-               "train": train_script}
+    scripts = {
+        "build-versions": lambda j: ok(j, json.dumps(VERSIONS)),
+        "validate-jest": writes("jest.json", JEST_OK),
+        "validate-data": writes("data-check.json", DATA_OK),
+        "preprocess": writes("summary.json", {"rows_out": 100}),
+        "train": train_script,
+    }
     scripts.update(override)
     return FakeContainers(scripts, images={"localhost/retraind-base:bookworm": "sha256:base"})
 
@@ -48,11 +50,9 @@ def ctx(tmp_path: Path) -> RunContext:
     (repo / "scripts").mkdir(parents=True)
     for name in ("Containerfile", "requirements.lock", "scripts/package-lock.json"):
         (repo / name).write_text(name)
-    settings = load_settings({"repo": repo, "data_dir": tmp_path / "data"},
-                             environ={"HOME": str(tmp_path)})
+    settings = load_settings({"repo": repo, "data_dir": tmp_path / "data"}, environ={"HOME": str(tmp_path)})
     manifest = Manifest((DataFile("tweets.csv", 10, "f" * 64),))
-    return RunContext("r1", tmp_path / "run", settings, GitInfo("c" * 40, "main", False, repo),
-                      manifest)
+    return RunContext("r1", tmp_path / "run", settings, GitInfo("c" * 40, "main", False, repo), manifest)
 
 
 def test_a_good_run_passes_every_stage_and_registers_with_provenance(ctx: RunContext) -> None:
@@ -66,8 +66,12 @@ def test_a_good_run_passes_every_stage_and_registers_with_provenance(ctx: RunCon
     assert record.tags["retraind.image.id"] == "sha256:" + "b" * 64
     assert record.tags["retraind.version.node"] == "18.19.0"
     assert record.tags["retraind.data.sha256"] == ctx.manifest.sha256
-    assert {"retraind.sha256.containerfile", "retraind.sha256.lock_python",
-            "retraind.sha256.lock_node", "retraind.trigger"} <= set(record.tags)
+    assert {
+        "retraind.sha256.containerfile",
+        "retraind.sha256.lock_python",
+        "retraind.sha256.lock_node",
+        "retraind.trigger",
+    } <= set(record.tags)
     assert outcome.results["register"].outputs["champion"] is True
 
 
@@ -83,12 +87,27 @@ def test_every_container_is_labelled_and_only_build_probe_lacks_seal(ctx: RunCon
 
 
 def test_failing_jest_test_is_a_gate_rejection_naming_the_test(ctx: RunContext) -> None:
-    jest = {"numPassedTests": 5, "testResults": [{"name": "/x/__tests__/textclean.test.js",
-            "status": "failed", "assertionResults": [
-                {"status": "failed", "fullName": "cleanAndTokenize drops stop words",
-                 "failureMessages": ["Error: expect(received).toEqual(expected)\n  at ..."]}]}]}
-    fake, tracker, reporter = containers(**{"validate-jest": writes("jest.json", jest, 1)}), \
-        FakeTracker(), RecordingReporter()
+    jest = {
+        "numPassedTests": 5,
+        "testResults": [
+            {
+                "name": "/x/__tests__/textclean.test.js",
+                "status": "failed",
+                "assertionResults": [
+                    {
+                        "status": "failed",
+                        "fullName": "cleanAndTokenize drops stop words",
+                        "failureMessages": ["Error: expect(received).toEqual(expected)\n  at ..."],
+                    }
+                ],
+            }
+        ],
+    }
+    fake, tracker, reporter = (
+        containers(**{"validate-jest": writes("jest.json", jest, 1)}),
+        FakeTracker(),
+        RecordingReporter(),
+    )
     outcome = run_stages(ctx, list(STAGES.values()), Ports(fake, tracker), reporter)
     assert outcome.exit_code == EXIT_GATE and outcome.failed_stage == "validate"
     assert "cleanAndTokenize drops stop words" in outcome.error.reasons[0]  # type: ignore[union-attr]
@@ -99,8 +118,12 @@ def test_failing_jest_test_is_a_gate_rejection_naming_the_test(ctx: RunContext) 
 
 
 def test_data_problem_is_a_gate_rejection_with_the_checker_message(ctx: RunContext) -> None:
-    report = {"passed": False, "problems": [{"check": "missing_column",
-              "message": "tweets.csv: required column 'sentiment' is missing"}]}
+    report = {
+        "passed": False,
+        "problems": [
+            {"check": "missing_column", "message": "tweets.csv: required column 'sentiment' is missing"}
+        ],
+    }
     fake = containers(**{"validate-data": writes("data-check.json", report, 1)})
     outcome = run_stages(ctx, list(STAGES.values()), Ports(fake, FakeTracker()), RecordingReporter())
     assert outcome.exit_code == EXIT_GATE

@@ -6,18 +6,31 @@ from daemon.podman import BuildJob, ContainerJob, Mount, build_argv, is_podman_f
 
 
 def job(**kw: object) -> ContainerJob:
-    base: dict[str, object] = {"name": "retraind-r1-train", "image": "sha256:abc",
-                               "argv": ("python", "t.py"),
-                               "mounts": (Mount(Path("/d"), "/data"), Mount(Path("/o"), "/out", True))}
+    base: dict[str, object] = {
+        "name": "retraind-r1-train",
+        "image": "sha256:abc",
+        "argv": ("python", "t.py"),
+        "mounts": (Mount(Path("/d"), "/data"), Mount(Path("/o"), "/out", True)),
+    }
     base.update(kw)
     return ContainerJob(**base)  # type: ignore[arg-type]
 
 
 def test_run_is_hardened_and_sealed_by_default() -> None:
     argv = run_argv(job(), rootless=True)
-    for flag in ("--cap-drop=all", "--security-opt=no-new-privileges", "--network=none",
-                 "--read-only", "--init", "--pull=never", "--rm", "--userns=keep-id",
-                 "--label=io.retraind=1", "--volume=/d:/data:ro", "--volume=/o:/out:rw"):
+    for flag in (
+        "--cap-drop=all",
+        "--security-opt=no-new-privileges",
+        "--network=none",
+        "--read-only",
+        "--init",
+        "--pull=never",
+        "--rm",
+        "--userns=keep-id",
+        "--label=io.retraind=1",
+        "--volume=/d:/data:ro",
+        "--volume=/o:/out:rw",
+    ):
         assert flag in argv
     assert argv[-3:] == ("sha256:abc", "python", "t.py")
 
@@ -33,13 +46,26 @@ def test_network_and_writable_root_only_when_asked() -> None:
 
 
 def test_build_is_reproducible_and_never_pulls() -> None:
-    argv = build_argv(BuildJob(Path("/repo"), Path("/repo/Containerfile"), "localhost/retraind:latest",
-                               {"BASE_IMAGE": "localhost/base"}, iidfile=Path("/r/image.id")))
+    argv = build_argv(
+        BuildJob(
+            Path("/repo"),
+            Path("/repo/Containerfile"),
+            "localhost/retraind:latest",
+            {"BASE_IMAGE": "localhost/base"},
+            iidfile=Path("/r/image.id"),
+        )
+    )
     assert argv[:2] == ("podman", "build")
     assert "--timestamp=0" in argv and "--pull=never" in argv
     assert "--build-arg=BASE_IMAGE=localhost/base" in argv and argv[-1] == "/repo"
 
 
 def test_podman_own_exit_codes() -> None:
-    assert [is_podman_failure(c) for c in (0, 1, 125, 126, 127, 137)] == [False, False, True, True,
-                                                                          True, False]
+    assert [is_podman_failure(c) for c in (0, 1, 125, 126, 127, 137)] == [
+        False,
+        False,
+        True,
+        True,
+        True,
+        False,
+    ]

@@ -1,0 +1,38 @@
+"""Deployable artefacts are checked by their own tools: systemd units, Grafana provisioning."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import ROOT, require_tool
+
+
+def test_systemd_units_verify_clean(tmp_path: Path) -> None:
+    """systemd-analyze prints unknown keys only as warnings, so any output at all is a failure."""
+    require_tool("systemd-analyze")
+    exe = tmp_path / "home/retraind/.venv/bin/retraind"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    units = sorted(str(p) for p in (ROOT / "systemd").iterdir() if p.suffix in (".service", ".timer"))
+    assert units
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "XDG_RUNTIME_DIR": str(runtime)}
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--user", *units], env=env, capture_output=True, text=True, check=False
+    )
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_grafana_datasources_have_fixed_uids() -> None:
+    doc = yaml.safe_load((ROOT / "grafana/provisioning/datasources/retraind.yaml").read_text())
+    uids = {d["uid"]: d["type"] for d in doc["datasources"]}
+    assert uids == {
+        "retraind-mlflow-pg": "grafana-postgresql-datasource",
+        "retraind-prometheus": "prometheus",
+    }
