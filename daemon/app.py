@@ -28,6 +28,11 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
+def remove_run_containers(run_id: str) -> list[str]:
+    """After an interruption: no container of this run may outlive it."""
+    return PodmanCli().remove_labelled(f"io.retraind.run={run_id}")
+
+
 def real_ports(settings: Settings) -> Ports:
     if shutil.which("podman") is None:
         raise ConfigError(
@@ -42,12 +47,13 @@ def run_once(
     reporter: Reporter,
     ports: Ports | None = None,
     stages: Mapping[str, Stage] = STAGES,
+    run_id: str | None = None,
 ) -> PipelineOutcome:
     """Run the whole pipeline once for the repository and data the settings name."""
-    ports = ports or real_ports(settings)
     git = Pygit2Reader().read(settings.repo)
     manifest = build_manifest(settings.data_dir, settings.data_glob)
-    run_id = new_run_id()
+    ports = ports or real_ports(settings)
+    run_id = run_id or new_run_id()
     run_dir = settings.runs_dir / run_id
     run_dir.mkdir(parents=True)
     ctx = RunContext(run_id, run_dir, settings, git, manifest)

@@ -62,10 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure_logging(json_lines=json_lines)
     log = structlog.get_logger()
+    from daemon.app import new_run_id, remove_run_containers
+
+    run_id = new_run_id()
     try:
-        return _run(args, json_lines)
+        return _run(args, json_lines, run_id)
     except KeyboardInterrupt:
-        log.warning("run_interrupted")
+        removed = remove_run_containers(run_id)
+        log.warning("run_interrupted", run_id=run_id, containers_removed=len(removed))
         return EXIT_INTERRUPTED
     except RetraindError as e:
         log.error("run_refused", error_kind=type(e).__name__, error=str(e), exit_code=e.exit_code)
@@ -75,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CRASH
 
 
-def _run(args: argparse.Namespace, json_lines: bool) -> int:
+def _run(args: argparse.Namespace, json_lines: bool, run_id: str) -> int:
     from daemon.app import run_once
     from daemon.config import load_settings
     from daemon.progress import ConsoleReporter, LogReporter
@@ -96,7 +100,7 @@ def _run(args: argparse.Namespace, json_lines: bool) -> int:
     }
     settings = load_settings(cli, config_file=args.config)
     reporter = LogReporter() if json_lines else ConsoleReporter()
-    return run_once(settings, reporter).exit_code
+    return run_once(settings, reporter, run_id=run_id).exit_code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pygit2
 
-from daemon.errors import GitReadError
+from daemon.errors import ConfigError, GitReadError
 
 
 @dataclass(frozen=True)
@@ -25,10 +25,10 @@ class Pygit2Reader:
         try:
             found = pygit2.discover_repository(str(path))
             if found is None:
-                raise GitReadError(f"{path} is not inside a git repository (run `git init` there)")
+                raise ConfigError(f"{path} is not inside a git repository (run `git init` there)")
             repo = pygit2.Repository(found)
             if repo.head_is_unborn:
-                raise GitReadError(f"{repo.workdir}: no commit yet; commit the project first")
+                raise ConfigError(f"{repo.workdir}: no commit yet; commit the project first")
             branch = "" if repo.head_is_detached else repo.head.shorthand
             flags = repo.status(untracked_files="no")
             dirty = any(f != pygit2.enums.FileStatus.CURRENT for f in flags.values())

@@ -23,7 +23,7 @@ IMAGE=${RETRAIND_BASE_IMAGE:-localhost/retraind-base:bookworm}
 SUITE=bookworm
 MIRROR=${RETRAIND_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${RETRAIND_DEBIAN_SECURITY_MIRROR-http://deb.debian.org/debian-security}
-STATE_DIR=${XDG_STATE_HOME:-$HOME/.local/state}/retraind
+STATE_DIR=${XDG_STATE_HOME:-${HOME:?HOME is not set}/.local/state}/retraind
 ID_FILE=$STATE_DIR/base-image.id
 
 log() { echo "base-image: $*" >&2; }
@@ -37,6 +37,15 @@ record_id() {
 }
 
 command -v podman >/dev/null || die "podman not found (apt-get install podman)"
+if [[ $(id -u) -ne 0 ]]; then
+  # Rootless podman and mmdebstrap --mode=unshare both need subordinate ID ranges.
+  command -v mmdebstrap >/dev/null || die "mmdebstrap not found (apt-get install mmdebstrap)"
+  command -v newuidmap >/dev/null || die "newuidmap not found (apt-get install uidmap)"
+  user=$(id -un)
+  if ! grep -q "^$user:" /etc/subuid || ! grep -q "^$user:" /etc/subgid; then
+    die "no /etc/subuid and /etc/subgid range for $user: as root run tools/setup-podman.sh --create-user $user (or usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $user)"
+  fi
+fi
 
 if podman image exists "$IMAGE"; then
   log "$IMAGE already exists"
@@ -48,13 +57,6 @@ fi
 shopt -s nullglob
 EXTRA_CERTS=(/usr/local/share/ca-certificates/*.crt)
 shopt -u nullglob
-
-# The image's apt sources: the mirror plus (optionally) updates and security.
-SOURCES="deb $MIRROR $SUITE main"$'\n'
-if [[ -n $SECURITY_MIRROR ]]; then
-  SOURCES+="deb $MIRROR $SUITE-updates main"$'\n'
-  SOURCES+="deb $SECURITY_MIRROR $SUITE-security main"$'\n'
-fi
 
 WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/retraind-base.XXXXXX")
 cleanup() {
@@ -70,6 +72,15 @@ trap cleanup EXIT
 TARBALL=$WORK/rootfs.tar
 start=$SECONDS
 
+# The image's apt sources: the mirror plus (optionally) updates and security.
+{
+  echo "deb $MIRROR $SUITE main"
+  if [[ -n $SECURITY_MIRROR ]]; then
+    echo "deb $MIRROR $SUITE-updates main"
+    echo "deb $SECURITY_MIRROR $SUITE-security main"
+  fi
+} >"$WORK/sources.list"
+
 if [[ $(id -u) -eq 0 ]]; then
   command -v debootstrap >/dev/null || die "debootstrap not found (apt-get install debootstrap)"
   ROOTFS=$WORK/rootfs
@@ -83,27 +94,28 @@ if [[ $(id -u) -eq 0 ]]; then
   if ((${#EXTRA_CERTS[@]})); then
     cp "${EXTRA_CERTS[@]}" "$ROOTFS/usr/local/share/ca-certificates/"
   fi
-  chroot "$ROOTFS" update-ca-certificates >/dev/null
-  printf '%s' "$SOURCES" >"$ROOTFS/etc/apt/sources.list"
+  chroot "$ROOTFS" update-ca-certificates >"$WORK/ca.log" 2>&1 || {
+    cat "$WORK/ca.log" >&2
+    die "update-ca-certificates failed in the new rootfs"
+  }
+  cp "$WORK/sources.list" "$ROOTFS/etc/apt/sources.list"
   # Nothing the image needs: package lists/cache (the Containerfile runs apt-get update),
   # device nodes (the runtime provides /dev), logs that only make the tree differ.
-  rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/*.bin \
-    "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/dev/* "$ROOTFS"/var/log/* \
+  rm -rf --one-file-system "${ROOTFS:?}"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/*.bin \
+    "$ROOTFS"/var/cache/apt/archives/*.deb "${ROOTFS:?}"/dev/* "$ROOTFS"/var/log/* \
     "$ROOTFS"/var/cache/ldconfig/aux-cache
   tar --numeric-owner --xattrs -C "$ROOTFS" -cf "$TARBALL" .
 else
-  command -v mmdebstrap >/dev/null || die "mmdebstrap not found (apt-get install mmdebstrap)"
-  command -v newuidmap >/dev/null || die "newuidmap not found (apt-get install uidmap)"
-  user=$(id -un)
-  grep -q "^$user:" /etc/subuid && grep -q "^$user:" /etc/subgid ||
-    die "no /etc/subuid and /etc/subgid range for $user: as root run tools/setup-podman.sh --create-user $user (or usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $user)"
   # copy-in runs outside the chroot as the calling user: the certificates must be readable.
   hooks=()
   if ((${#EXTRA_CERTS[@]})); then
     hooks+=(--customize-hook="copy-in ${EXTRA_CERTS[*]} /usr/local/share/ca-certificates")
   fi
-  hooks+=(--customize-hook='chroot "$1" update-ca-certificates >/dev/null')
-  hooks+=(--customize-hook="printf '%s' '$SOURCES' >\"\$1/etc/apt/sources.list\"")
+  # Hooks run under sh with the chroot directory as $1 (single quotes on purpose).
+  # shellcheck disable=SC2016
+  hooks+=(--customize-hook='chroot "$1" update-ca-certificates >/dev/null 2>&1')
+  hooks+=(--customize-hook="upload $WORK/sources.list /etc/apt/sources.list")
+  # shellcheck disable=SC2016
   hooks+=(--customize-hook='rm -rf "$1"/var/log/* "$1"/var/cache/ldconfig/aux-cache')
   log "mmdebstrap --mode=unshare $SUITE from $MIRROR (about a minute)"
   # merged-usr hook: symlinked /usr as debootstrap does, with usr-is-merged; without it apt picks

@@ -91,8 +91,9 @@ as_user() {
 setup_user() {
   local owner='' cfg graphroot
   [[ $(id -un) == "$USER_NAME" ]] || owner=$USER_NAME
-  grep -q "^$USER_NAME:" /etc/subuid && grep -q "^$USER_NAME:" /etc/subgid ||
+  if ! grep -q "^$USER_NAME:" /etc/subuid || ! grep -q "^$USER_NAME:" /etc/subgid; then
     log "warning: $USER_NAME has no /etc/subuid or /etc/subgid range; rootless podman and mmdebstrap need one (as root: $0 --create-user $USER_NAME)"
+  fi
   command -v newuidmap >/dev/null || log "warning: newuidmap missing (apt-get install uidmap)"
   cfg=$USER_HOME/.config/containers graphroot=$USER_HOME/.local/share/containers/storage
   if [[ -z $owner ]]; then  # configuring ourselves: honour our XDG directories, as podman does
@@ -100,17 +101,21 @@ setup_user() {
     graphroot=${XDG_DATA_HOME:-$USER_HOME/.local/share}/containers/storage
   fi
 
-  # Switching an existing vfs store to overlay needs `podman system reset -f`, which deletes
-  # every image and container: do it only when the store holds nothing.
-  if [[ -d $graphroot/vfs ]] && ! grep -qs '^driver *= *"overlay"' "$cfg/storage.conf"; then
-    local contents
-    contents=$(as_user podman images -aq && as_user podman ps -aq) ||
-      die "cannot list $USER_NAME's podman store (to check it is empty before switching to overlay)"
-    if [[ -z $contents ]]; then
-      log "$USER_NAME: empty vfs store, resetting it for overlay"
+  # An existing store keeps the driver it was created with (libpod's database records it), and
+  # switching it to overlay needs `podman system reset -f`, which deletes every image and
+  # container: do that only when the store holds nothing. (No store yet: nothing to check, and
+  # asking podman now would create one with the old driver.)
+  if [[ -d $graphroot ]]; then
+    local driver contents
+    driver=$(as_user podman info --format '{{.Store.GraphDriverName}}') ||
+      die "podman info failed as $USER_NAME (see above)"
+    if [[ $driver != overlay ]]; then
+      contents=$(as_user podman images -aq && as_user podman ps -aq) ||
+        die "cannot list $USER_NAME's podman store"
+      [[ -z $contents ]] ||
+        die "$USER_NAME's podman store uses $driver and is not empty. Switching to overlay deletes all its images and containers; if that is fine, run as $USER_NAME: podman system reset -f; then run this again"
+      log "$USER_NAME: empty $driver store, resetting it for overlay"
       as_user podman system reset -f >/dev/null
-    else
-      die "$USER_NAME's podman store uses vfs and is not empty. Switching to overlay deletes all its images and containers; if that is fine run as $USER_NAME: podman system reset -f; then run this again"
     fi
   fi
   ensure_conf "$cfg/storage.conf" "$owner" storage driver '"overlay"'
@@ -119,7 +124,11 @@ setup_user() {
     containers default_ulimits "$ULIMITS" \
     containers netns '"host"'
   [[ -z $owner ]] || chown "$owner:" "$USER_HOME/.config"
-  log "$USER_NAME: storage driver is now $(as_user podman info --format '{{.Store.GraphDriverName}}')"
+  local now
+  now=$(as_user podman info --format '{{.Store.GraphDriverName}}') ||
+    die "podman info failed as $USER_NAME (see above)"
+  [[ $now == overlay ]] || die "$USER_NAME's storage driver is still $now (podman system reset -f as $USER_NAME?)"
+  log "$USER_NAME: ready (storage driver overlay, runtime runc)"
 }
 
 # Next free subordinate ID range: above every range in /etc/subuid and /etc/subgid, >= 100000.

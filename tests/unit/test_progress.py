@@ -1,0 +1,53 @@
+"""What a person sees: one line per stage on a terminal; structured events elsewhere."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from rich.console import Console
+
+from daemon.errors import GateRejectedError
+from daemon.logs import configure_logging
+from daemon.pipeline import PipelineOutcome
+from daemon.progress import ConsoleReporter, LogReporter
+from handlers.base import StageResult
+
+TRAIN = StageResult("train", "weighted F1 0.7311", {"metrics": {"f1_score_weighted": 0.7311}})
+REGISTER = StageResult("register", "v3", {"mlflow_run_id": "abc", "model_version": "3", "champion": False})
+
+
+def test_console_shows_a_line_per_stage_and_the_summary() -> None:
+    out = io.StringIO()
+    reporter = ConsoleReporter(Console(file=out, width=120, force_terminal=False))
+    reporter.stage_started("r1", "train")
+    reporter.stage_finished("r1", TRAIN, 12.5)
+    reporter.run_finished(
+        PipelineOutcome("r1", {"train": TRAIN, "register": REGISTER}, {"train": 12.5}, 30.0)
+    )
+    lines = out.getvalue().splitlines()
+    assert lines[0].split() == ["✓", "train", "12.5", "s", "weighted", "F1", "0.7311"]
+    assert "run r1 succeeded in 30.0 s: model v3, weighted F1 0.7311" in lines[1]
+
+
+def test_console_lists_every_gate_reason() -> None:
+    out = io.StringIO()
+    reporter = ConsoleReporter(Console(file=out, width=120, force_terminal=False))
+    error = GateRejectedError("validate", ["jest a.test.js: x fails", "drop.csv: column 'text' missing"])
+    reporter.stage_failed("r1", "validate", 3.0, error)
+    text = out.getvalue()
+    assert "GateRejectedError" in text and "x fails" in text and "column 'text' missing" in text
+
+
+def test_log_reporter_writes_one_canonical_json_line_per_run() -> None:
+    out = io.StringIO()
+    configure_logging(json_lines=True, stream=out)
+    error = GateRejectedError("validate", ["bad labels"])
+    reporter = LogReporter()
+    reporter.stage_failed("r9", "validate", 1.25, error)
+    reporter.run_finished(PipelineOutcome("r9", {}, {"validate": 1.25}, 2.0, "validate", error))
+    failed, finished = (json.loads(line) for line in out.getvalue().splitlines())
+    assert failed["event"] == "stage_failed" and failed["reasons"] == ["bad labels"]
+    assert (failed["run_id"], failed["stage"], failed["duration_s"]) == ("r9", "validate", 1.25)
+    assert finished["event"] == "run_finished" and finished["exit_code"] == 3
+    assert finished["outcome"] == "GateRejectedError" and finished["failed_stage"] == "validate"
