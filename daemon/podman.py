@@ -16,7 +16,8 @@ from daemon.errors import (
 from daemon.proc import CmdResult, run_cmd
 
 LABEL = "io.retraind"
-IMAGE_USER = "10001:10001"  # the non-root user the Containerfile creates
+IMAGE_UID = 10001  # the non-root user the Containerfile creates
+IMAGE_USER = f"{IMAGE_UID}:{IMAGE_UID}"
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,9 @@ def run_argv(job: ContainerJob, *, rootless: bool) -> tuple[str, ...]:
         "--security-opt=no-new-privileges",
         "--tmpfs=/tmp:rw,size=1g",
     ]
-    argv.append("--userns=keep-id" if rootless else f"--user={IMAGE_USER}")
+    # Rootless: map the image user onto the invoking user, so it can write the output mounts
+    # (plain keep-id leaves USER 10001 on a subordinate UID that cannot). Rootful: never root.
+    argv.append(f"--userns=keep-id:uid={IMAGE_UID},gid={IMAGE_UID}" if rootless else f"--user={IMAGE_USER}")
     argv.append("--network=host" if job.network else "--network=none")
     if job.read_only_root:
         argv.append("--read-only")
@@ -114,7 +117,7 @@ class PodmanCli:
         if not self.rootless:  # rootful: the image user must own what it writes
             for m in job.mounts:
                 if m.writable:
-                    os.chown(m.host, 10001, 10001)
+                    os.chown(m.host, IMAGE_UID, IMAGE_UID)
         return run_cmd(run_argv(job, rootless=self.rootless), timeout=job.timeout_s, log_path=log_path)
 
     def image_id(self, ref: str) -> str | None:

@@ -16,6 +16,7 @@
 #                    the package registries (slirp4netns cannot open /dev/net/tun here). Every
 #                    container then shares the host network unless run with --network=...
 # An existing file is edited in place (only these keys), after a backup FILE.bak.<time>.
+# As root it also installs catatonit if missing (needed by `podman run --init`).
 set -euo pipefail
 
 ULIMITS='["nofile=16384:16384", "nproc=4096:4096"]'
@@ -75,8 +76,17 @@ ensure_conf() {
   [[ -z $owner ]] || chown "$owner:" "$file" "$(dirname "$file")"
 }
 
+# `podman run --init` (used for every pipeline container) needs catatonit, which the Debian
+# podman package only recommends: without it, "container-init binary not found on the host".
+have_init() { [[ -x /usr/libexec/podman/catatonit ]] || command -v catatonit >/dev/null; }
+
 setup_system() {
   [[ $(id -u) -eq 0 ]] || die "--system needs root"
+  if ! have_init; then
+    log "installing catatonit (podman run --init)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q catatonit >/dev/null ||
+      die "apt-get install catatonit failed"
+  fi
   ensure_conf /etc/containers/containers.conf "" \
     engine runtime '"runc"' \
     containers default_ulimits "$ULIMITS"
@@ -95,6 +105,7 @@ setup_user() {
     log "warning: $USER_NAME has no /etc/subuid or /etc/subgid range; rootless podman and mmdebstrap need one (as root: $0 --create-user $USER_NAME)"
   fi
   command -v newuidmap >/dev/null || log "warning: newuidmap missing (apt-get install uidmap)"
+  have_init || log "warning: podman run --init will fail: catatonit missing (as root: apt-get install catatonit)"
   cfg=$USER_HOME/.config/containers graphroot=$USER_HOME/.local/share/containers/storage
   if [[ -z $owner ]]; then  # configuring ourselves: honour our XDG directories, as podman does
     cfg=${XDG_CONFIG_HOME:-$USER_HOME/.config}/containers

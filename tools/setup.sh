@@ -9,8 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(podman runc uidmap slirp4netns mmdebstrap debootstrap python3 python3-venv git
-              ca-certificates)
+APT_PACKAGES=(podman runc catatonit uidmap slirp4netns mmdebstrap debootstrap python3 python3-venv
+              git ca-certificates)
 DEV_APT_PACKAGES=(systemd)  # systemd-analyze verifies the unit files in the tests
 mode=run
 case "${1:-}" in

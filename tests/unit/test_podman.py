@@ -26,7 +26,7 @@ def test_run_is_hardened_and_sealed_by_default() -> None:
         "--init",
         "--pull=never",
         "--rm",
-        "--userns=keep-id",
+        "--userns=keep-id:uid=10001,gid=10001",
         "--label=io.retraind=1",
         "--volume=/d:/data:ro",
         "--volume=/o:/out:rw",
