@@ -30,7 +30,7 @@ def new_run_id(now: datetime | None = None) -> str:
 
 def remove_run_containers(run_id: str) -> list[str]:
     """After an interruption: no container of this run may outlive it."""
-    return PodmanCli().remove_labelled(f"io.retraind.run={run_id}")
+    return PodmanCli().stop_labelled(f"io.retraind.run={run_id}")
 
 
 def real_ports(settings: Settings) -> Ports:
@@ -42,6 +42,15 @@ def real_ports(settings: Settings) -> Ports:
     return Ports(PodmanCli(), MlflowTracker(settings.tracking_uri, settings.state_dir / "artifacts"))
 
 
+def prepare_run(settings: Settings, run_id: str) -> RunContext:
+    """Pin what a run reads: the commit, the data manifest, a fresh run directory."""
+    git = Pygit2Reader().read(settings.repo)
+    manifest = build_manifest(settings.data_dir, settings.data_glob)
+    run_dir = settings.runs_dir / run_id
+    run_dir.mkdir(parents=True)
+    return RunContext(run_id, run_dir, settings, git, manifest)
+
+
 def run_once(
     settings: Settings,
     reporter: Reporter,
@@ -50,11 +59,5 @@ def run_once(
     run_id: str | None = None,
 ) -> PipelineOutcome:
     """Run the whole pipeline once for the repository and data the settings name."""
-    git = Pygit2Reader().read(settings.repo)
-    manifest = build_manifest(settings.data_dir, settings.data_glob)
-    ports = ports or real_ports(settings)
-    run_id = run_id or new_run_id()
-    run_dir = settings.runs_dir / run_id
-    run_dir.mkdir(parents=True)
-    ctx = RunContext(run_id, run_dir, settings, git, manifest)
-    return run_stages(ctx, list(stages.values()), ports, reporter)
+    ctx = prepare_run(settings, run_id or new_run_id())
+    return run_stages(ctx, list(stages.values()), ports or real_ports(settings), reporter)

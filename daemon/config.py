@@ -45,6 +45,17 @@ class Settings:
     stop_timeout_s: float = 10.0
     trigger: str = "manual"
     no_cache: bool = False  # build the image without podman's layer cache
+    # The daemon (`retraind watch`)
+    branch: str = ""  # the branch whose commits trigger runs; "" = the one checked out at start
+    quiet_s: float = 1.0  # debounce: fire after this long without a new change
+    max_wait_s: float = 30.0  # ... or this long after the first change, so a steady stream fires
+    marker_names: tuple[str, ...] = ()  # e.g. ("_SUCCESS", ".ready"): data counts once one appears
+    schedule: tuple[str, ...] = ()  # cron expressions (5 fields) for scheduled retraining
+    reconcile_interval_s: float = 300.0  # how often to look for changes the watchers missed
+    supersede: bool = False  # a newer commit stops the running pipeline
+    # Set by systemd in the unit's environment, not by users
+    notify_socket: str = ""
+    watchdog_usec: int = 0
 
     @property
     def runs_dir(self) -> Path:
@@ -52,7 +63,7 @@ class Settings:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
-_TRIGGERS = ("manual", "commit", "data", "schedule", "ci")
+_TRIGGERS = ("manual", "commit", "data", "schedule", "ci", "rescan")
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -84,6 +95,9 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     }
     if "tracking_uri" not in found and environ.get("MLFLOW_TRACKING_URI"):
         found["tracking_uri"] = environ["MLFLOW_TRACKING_URI"]
+    for systemd_var, name in (("NOTIFY_SOCKET", "notify_socket"), ("WATCHDOG_USEC", "watchdog_usec")):
+        if environ.get(systemd_var):
+            found[name] = environ[systemd_var]
     return found
 
 
@@ -122,6 +136,15 @@ def load_settings(
     return _validated(Settings(**values))
 
 
+def _check_cron(expression: str) -> None:
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(expression)
+    except ValueError as e:
+        raise ConfigError(f"schedule: {expression!r} is not a 5-field cron expression ({e})") from e
+
+
 def _validated(s: Settings) -> Settings:
     if not 0.0 < s.test_size < 1.0:
         raise ConfigError(f"test_size must be between 0 and 1, got {s.test_size}")
@@ -131,6 +154,10 @@ def _validated(s: Settings) -> Settings:
         raise ConfigError(f"c (inverse regularisation) must be positive, got {s.c}")
     if len(s.labels) < 2:
         raise ConfigError(f"labels needs at least two classes, got {s.labels}")
+    if s.quiet_s <= 0 or s.max_wait_s < s.quiet_s:
+        raise ConfigError(f"need 0 < quiet_s <= max_wait_s, got {s.quiet_s} and {s.max_wait_s}")
+    for expression in s.schedule:
+        _check_cron(expression)
     if s.trigger not in _TRIGGERS:
         raise ConfigError(f"trigger must be one of {', '.join(_TRIGGERS)}, got {s.trigger!r}")
     return s

@@ -53,6 +53,16 @@ class StageFailedError(RetraindError):
         super().__init__(f"stage {stage} failed with exit code {exit_code}: {stderr_tail.strip()}")
 
 
+class CancelledError(RetraindError):
+    """The run was stopped on purpose: SIGTERM, Ctrl-C, or superseded by a newer commit."""
+
+    exit_code = EXIT_INTERRUPTED
+
+    def __init__(self, stage: str, why: str) -> None:
+        self.stage, self.why = stage, why
+        super().__init__(f"cancelled during {stage}: {why}")
+
+
 class GateRejectedError(RetraindError):
     """The validation gate refused the code or the data; nothing was trained."""
 

@@ -10,7 +10,7 @@ from typing import Protocol
 
 import structlog
 
-from daemon.errors import EXIT_OK, RetraindError, TrackingError
+from daemon.errors import EXIT_OK, CancelledError, RetraindError, TrackingError
 from handlers.base import Ports, RunContext, Stage, StageResult
 from handlers.register import failure_record
 
@@ -48,8 +48,13 @@ def run_stages(
     ports: Ports,
     reporter: Reporter,
     clock: Callable[[], float] = time.monotonic,
+    cancelled: Callable[[], str | None] = lambda: None,
 ) -> PipelineOutcome:
-    """Run stages until one fails; a failed run is still recorded in MLflow, as FAILED."""
+    """Run stages until one fails; a failed run is still recorded in MLflow, as FAILED.
+
+    `cancelled` returns why the run was stopped (or None); it is checked before each stage, and a
+    stage that fails while it is set failed because we stopped its container.
+    """
     results: dict[str, StageResult] = {}
     durations: dict[str, float] = {}
     started = clock()
@@ -57,8 +62,14 @@ def run_stages(
         reporter.stage_started(ctx.run_id, stage.name)
         t0 = clock()
         try:
+            if why := cancelled():
+                raise CancelledError(stage.name, why)
             result = stage.run(replace(ctx, results=MappingProxyType(dict(results))), ports)
-        except RetraindError as error:
+        except RetraindError as caught:
+            why = cancelled()
+            error = (
+                CancelledError(stage.name, why) if why and not isinstance(caught, CancelledError) else caught
+            )
             durations[stage.name] = clock() - t0
             reporter.stage_failed(ctx.run_id, stage.name, durations[stage.name], error)
             _record_failure(replace(ctx, results=MappingProxyType(results)), stage.name, error, ports)

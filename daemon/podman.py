@@ -124,12 +124,13 @@ class PodmanCli:
         result = run_cmd(("podman", "image", "inspect", "--format={{.Id}}", ref), timeout=60)
         return result.stdout.strip() if result.returncode == 0 else None
 
-    def remove_labelled(self, label: str = LABEL, stop_timeout_s: float = 5) -> list[str]:
-        """Remove every container carrying our label (left over by a crash)."""
+    def stop_labelled(self, label: str = LABEL, stop_timeout_s: float = 5) -> list[str]:
+        """Stop (SIGTERM, SIGKILL after the timeout) and remove every container with the label."""
         found = run_cmd(("podman", "ps", "-aq", f"--filter=label={label}"), timeout=60)
         if found.returncode != 0:
             raise InfrastructureError(f"podman ps failed: {found.tail()}")
         ids = found.stdout.split()
         if ids:
-            run_cmd(("podman", "rm", "-f", f"--time={int(stop_timeout_s)}", *ids), timeout=120)
+            run_cmd(("podman", "stop", f"--time={int(stop_timeout_s)}", *ids), timeout=stop_timeout_s + 60)
+            run_cmd(("podman", "rm", "-f", "--ignore", *ids), timeout=120)
         return ids

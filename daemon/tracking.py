@@ -69,17 +69,39 @@ class MlflowTracker:
         except Exception as e:  # MLflow raises many kinds; one boundary maps them all
             raise TrackingError(f"MLflow at {self.tracking_uri} failed: {e}") from e
 
+    def end_interrupted(self, retraind_run_id: str, reason: str) -> list[str]:
+        """A crash can leave the MLflow run of a register stage RUNNING: end it FAILED, with why."""
+        try:
+            client = self._client()
+            runs = client.search_runs(
+                [e.experiment_id for e in client.search_experiments()],
+                filter_string=(
+                    f"tags.`retraind.run_id` = '{retraind_run_id}' and attributes.status = 'RUNNING'"
+                ),
+            )
+            for r in runs:
+                client.set_tag(r.info.run_id, "retraind.outcome", "interrupted")
+                client.set_tag(r.info.run_id, "retraind.failure", reason)
+                client.set_terminated(r.info.run_id, "FAILED")
+            return [str(r.info.run_id) for r in runs]
+        except Exception as e:  # MLflow raises many kinds; one boundary maps them all
+            raise TrackingError(f"MLflow at {self.tracking_uri} failed: {e}") from e
+
     def _record(self, run: RunRecord, model_name: str) -> Registration:
-        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.entities import Metric, Param
 
         client = self._client()
-        created = client.create_run(self._experiment_id(client, run.experiment), run_name=run.run_name)
+        # Tags go in with the run itself, so even a run left RUNNING by a crash can be found.
+        created = client.create_run(
+            self._experiment_id(client, run.experiment),
+            run_name=run.run_name,
+            tags={k: str(v) for k, v in run.tags.items()},
+        )
         run_id = str(created.info.run_id)
         client.log_batch(
             run_id,
             metrics=[Metric(k, float(v), 0, 0) for k, v in sorted(run.metrics.items())],
             params=[Param(k, str(v)) for k, v in sorted(run.params.items())],
-            tags=[RunTag(k, str(v)) for k, v in sorted(run.tags.items())],
         )
         for path, local in sorted(run.artifact_dirs.items()):
             client.log_artifacts(run_id, str(local), path or None)

@@ -95,3 +95,19 @@ class RecordingReporter:
 
     def run_finished(self, outcome: Any) -> None:
         self.events.append(("run", outcome.exit_code))
+
+
+class FakeClock:
+    """A clock that moves only when the test says so: feed `now()` to the pure state machines."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = start
+
+    def now(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> float:
+        if seconds < 0:
+            raise ValueError(f"a clock cannot go back ({seconds} s)")
+        self._now += seconds
+        return self._now

@@ -1,0 +1,101 @@
+"""watchdog behind a thin adapter: raw filesystem and git-ref changes as `RawEvent`s on a queue."""
+
+from __future__ import annotations
+
+import logging
+import queue
+from dataclasses import dataclass
+from pathlib import Path
+
+from watchdog.events import (
+    DirDeletedEvent,
+    FileClosedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+
+
+@dataclass(frozen=True)
+class RawEvent:
+    """One observation, before debouncing. kind: file_changed, file_closed, ref_changed, overflow,
+    manual, scheduled. name: a data file name relative to the data directory, or a ref path."""
+
+    kind: str
+    name: str = ""
+
+
+def _as_text(path: bytes | str) -> str:
+    return path.decode() if isinstance(path, bytes) else path
+
+
+class _DataHandler(FileSystemEventHandler):
+    def __init__(self, root: Path, sink: queue.Queue[RawEvent]) -> None:
+        self.root, self.sink = root, sink
+
+    def _emit(self, kind: str, path: str) -> None:
+        p = Path(path)
+        if p.parent == self.root:  # only direct children: drops are flat
+            self.sink.put(RawEvent(kind, p.name))
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory and not isinstance(event, DirDeletedEvent):
+            return
+        if isinstance(event, FileMovedEvent):
+            self._emit("file_changed", _as_text(event.src_path))  # gone from its old name
+            self._emit("file_changed", _as_text(event.dest_path))
+        elif isinstance(event, FileClosedEvent):
+            self._emit("file_closed", _as_text(event.src_path))
+        elif event.event_type in ("created", "modified", "deleted"):
+            self._emit("file_changed", _as_text(event.src_path))
+
+
+class _RefsHandler(FileSystemEventHandler):
+    """Any change to HEAD, packed-refs or refs/heads/* (git writes X.lock, then renames to X)."""
+
+    def __init__(self, git_dir: Path, sink: queue.Queue[RawEvent]) -> None:
+        self.git_dir, self.sink = git_dir, sink
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory or event.event_type in ("opened", "closed_no_write"):
+            return
+        path = _as_text(getattr(event, "dest_path", "") or event.src_path)
+        if path.endswith(".lock"):
+            return
+        rel = Path(path).relative_to(self.git_dir).as_posix()
+        if rel in ("HEAD", "packed-refs") or rel.startswith("refs/heads/"):
+            self.sink.put(RawEvent("ref_changed", rel))
+
+
+class _OverflowTap(logging.Handler):
+    """watchdog only logs an inotify queue overflow; turn that log record into a rescan event."""
+
+    def __init__(self, sink: queue.Queue[RawEvent]) -> None:
+        super().__init__(logging.WARNING)
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self.sink.put(RawEvent("overflow"))
+
+
+class Watcher:
+    """Observers on the data directory and the repository's refs, feeding one queue."""
+
+    def __init__(self, data_dir: Path, git_dir: Path, sink: queue.Queue[RawEvent]) -> None:
+        self.observer = Observer()
+        self.observer.schedule(_DataHandler(data_dir.resolve(), sink), str(data_dir), recursive=False)
+        self.observer.schedule(_RefsHandler(git_dir.resolve(), sink), str(git_dir), recursive=False)
+        refs = git_dir / "refs" / "heads"
+        self.observer.schedule(_RefsHandler(git_dir.resolve(), sink), str(refs), recursive=True)
+        self._tap = _OverflowTap(sink)
+
+    def start(self) -> None:
+        logging.getLogger("watchdog.observers.inotify_c").addHandler(self._tap)
+        self.observer.start()
+
+    def stop(self) -> None:
+        self.observer.stop()
+        self.observer.join(timeout=5)
+        logging.getLogger("watchdog.observers.inotify_c").removeHandler(self._tap)
