@@ -6,18 +6,30 @@ One-shot flow (`retraind run`):  git + data manifest -> build -> validate -> pre
 
 from __future__ import annotations
 
+import fcntl
+import queue
 import secrets
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
 
 from daemon.config import Settings
+from daemon.control import ControlServer
 from daemon.errors import ConfigError
 from daemon.gitinfo import Pygit2Reader
+from daemon.journal import Journal
 from daemon.manifest import build_manifest
+from daemon.notify import Notifier
 from daemon.pipeline import PipelineOutcome, Reporter, run_stages
 from daemon.podman import PodmanCli
+from daemon.service import Hooks, Service
 from daemon.tracking import MlflowTracker
+from daemon.watch import RawEvent, Watcher
 from handlers.base import Ports, RunContext, Stage
 from handlers.registry import STAGES
 
@@ -61,3 +73,91 @@ def run_once(
     """Run the whole pipeline once for the repository and data the settings name."""
     ctx = prepare_run(settings, run_id or new_run_id())
     return run_stages(ctx, list(stages.values()), ports or real_ports(settings), reporter)
+
+
+# -- the daemon (`retraind watch`) -------------------------------------------------------------
+
+
+def head_commit(settings: Settings) -> str:
+    """The watched branch's commit (HEAD's when no branch is configured)."""
+    return Pygit2Reader().ref_commit(settings.repo, settings.branch)
+
+
+def data_sha256(settings: Settings) -> str:
+    return build_manifest(settings.data_dir, settings.data_glob).sha256
+
+
+def start_intake(service: Service) -> Callable[[Settings, queue.Queue[RawEvent]], Callable[[], None]]:
+    """Watchers, the scheduler and the control socket, all feeding the service's raw queue."""
+
+    def start(settings: Settings, raw: queue.Queue[RawEvent]) -> Callable[[], None]:
+        watcher = Watcher(settings.data_dir, Pygit2Reader().git_dir(settings.repo), raw)
+        scheduler = BackgroundScheduler(timezone="UTC")
+        for expression in settings.schedule:
+            scheduler.add_job(
+                raw.put,
+                CronTrigger.from_crontab(expression, timezone="UTC"),
+                args=[RawEvent("scheduled", expression)],
+                id=f"cron {expression}",
+            )
+        scheduler.add_job(
+            raw.put,
+            "interval",
+            seconds=settings.reconcile_interval_s,
+            args=[RawEvent("reconcile")],
+            id="reconcile",
+        )
+        control = ControlServer(settings.state_dir / "control.sock", control_handler(service))
+        watcher.start()
+        scheduler.start()
+        control.start()
+
+        def stop() -> None:
+            control.stop()
+            scheduler.shutdown(wait=False)
+            watcher.stop()
+
+        return stop
+
+    return start
+
+
+def control_handler(service: Service) -> Callable[[dict[str, Any], int], dict[str, Any]]:
+    def handle(request: dict[str, Any], uid: int) -> dict[str, Any]:
+        if request.get("cmd") == "trigger":
+            service.raw.put(RawEvent("manual", str(request.get("who") or f"uid {uid}")))
+            return {"ok": True, "accepted": True}
+        if request.get("cmd") == "status":
+            return {"ok": True, **service.snapshot()}
+        return {"ok": False, "error": f"unknown command {request.get('cmd')!r}"}
+
+    return handle
+
+
+def hold_daemon_lock(state_dir: Path) -> IO[bytes]:
+    """One daemon per state directory: an exclusive flock, released by the kernel when we die."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    handle = (state_dir / "daemon.lock").open("wb")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as e:
+        handle.close()
+        raise ConfigError(f"another retraind daemon already uses {state_dir}") from e
+    return handle
+
+
+def build_service(settings: Settings, reload: Callable[[], Settings] | None = None) -> Service:
+    """The composition root of `retraind watch`."""
+    journal = Journal.open(settings.state_dir / "journal.db")
+    hooks = Hooks(
+        prepare=prepare_run,
+        new_run_id=new_run_id,
+        head_commit=head_commit,
+        data_sha256=data_sha256,
+        reload=reload,
+    )
+    service = Service(
+        settings, journal, real_ports(settings), STAGES, hooks, Notifier(settings.notify_socket)
+    )
+    hooks.start_intake = start_intake(service)
+    return service

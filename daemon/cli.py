@@ -1,49 +1,65 @@
-"""The `retraind` command line: parse flags, configure logging, run, map the outcome to an exit code."""
+"""The `retraind` command line: parse flags, configure logging, dispatch, map outcomes to exit codes."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import json
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import structlog
 
 from daemon import __version__
-from daemon.errors import EXIT_CRASH, EXIT_INTERRUPTED, RetraindError
+from daemon.errors import EXIT_CRASH, EXIT_INTERRUPTED, EXIT_OK, RetraindError
 
 DESCRIPTION = "Deterministic retraining in rootless Podman, recorded in MLflow."
-
 EXIT_CODES_HELP = """exit codes:
-  0   success: model trained and registered
+  0   success (run: model trained and registered; watch: clean stop)
+  1   crash (systemd restarts the daemon)
   2   usage error
   3   the gate rejected the run (a Jest test of scripts/ or a data check failed); nothing trained
   4   a stage's program failed (e.g. training raised); see the stage log in the run directory
-  5   infrastructure failed (podman, git, MLflow, disk)
+  5   infrastructure failed (podman, git, MLflow, disk), or no daemon answers (trigger)
   78  bad configuration or a missing tool (podman, base image, data directory)
   130 interrupted (Ctrl-C)"""
+SETTING_FLAGS = (
+    "repo",
+    "data_dir",
+    "state_dir",
+    "tracking_uri",
+    "experiment",
+    "model_name",
+    "trigger",
+    "seed",
+    "no_cache",
+    "branch",
+)
+
+
+def _settings_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="TOML settings file")
+    p.add_argument("--repo", type=Path, help="git repository to build (default: current directory)")
+    p.add_argument("--data-dir", type=Path, help="directory of CSV data files")
+    p.add_argument("--state-dir", type=Path, help="run directories, journal and embedded MLflow store")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: embedded SQLite)")
+    p.add_argument("--json", action="store_true", help="JSON log lines even on a terminal")
 
 
 def parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
     p = argparse.ArgumentParser(
-        prog="retraind",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=EXIT_CODES_HELP,
+        prog="retraind", description=DESCRIPTION, formatter_class=fmt, epilog=EXIT_CODES_HELP
     )
     p.add_argument("--version", action="version", version=f"retraind {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser(
-        "run",
-        help="run the whole pipeline once",
-        epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "run", help="run the whole pipeline once", epilog=EXIT_CODES_HELP, formatter_class=fmt
     )
-    run.add_argument("--config", type=Path, help="TOML settings file")
-    run.add_argument("--repo", type=Path, help="git repository to build (default: current directory)")
-    run.add_argument("--data-dir", type=Path, help="directory of CSV data files")
-    run.add_argument("--state-dir", type=Path, help="run directories and the embedded MLflow store")
-    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: embedded SQLite)")
+    _settings_flags(run)
     run.add_argument("--experiment", help="MLflow experiment name")
     run.add_argument("--model-name", help="registered model name")
     run.add_argument("--trigger", choices=["manual", "commit", "data", "schedule", "ci"])
@@ -51,7 +67,19 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--no-cache", action="store_true", default=None, help="build the image without podman's layer cache"
     )
-    run.add_argument("--json", action="store_true", help="JSON log lines even on a terminal")
+    watch = sub.add_parser(
+        "watch",
+        help="the daemon: watch the repository and data, run on changes",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=fmt,
+    )
+    _settings_flags(watch)
+    watch.add_argument("--branch", help="branch whose commits trigger runs (default: the checked-out one)")
+    trigger = sub.add_parser("trigger", help="ask the running daemon for a run")
+    _settings_flags(trigger)
+    status = sub.add_parser("status", help="the daemon, the current run, the last runs")
+    _settings_flags(status)
+    status.add_argument("-n", type=int, default=10, help="how many recent runs to show")
     return p
 
 
@@ -62,45 +90,72 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure_logging(json_lines=json_lines)
     log = structlog.get_logger()
-    from daemon.app import new_run_id, remove_run_containers
-
-    run_id = new_run_id()
     try:
-        return _run(args, json_lines, run_id)
+        command = {"run": _run, "watch": _watch, "trigger": _trigger, "status": _status}[args.command]
+        return command(args, json_lines)
     except KeyboardInterrupt:
-        removed = remove_run_containers(run_id)
-        log.warning("run_interrupted", run_id=run_id, containers_removed=len(removed))
+        log.warning("command_interrupted", command=args.command)
         return EXIT_INTERRUPTED
     except RetraindError as e:
         log.error("run_refused", error_kind=type(e).__name__, error=str(e), exit_code=e.exit_code)
         return e.exit_code
     except Exception:
-        log.exception("run_crashed")
+        log.exception("command_crashed", command=args.command)
         return EXIT_CRASH
 
 
-def _run(args: argparse.Namespace, json_lines: bool, run_id: str) -> int:
-    from daemon.app import run_once
+def _settings(args: argparse.Namespace) -> Any:
     from daemon.config import load_settings
+
+    cli = {k: getattr(args, k, None) for k in SETTING_FLAGS}
+    return load_settings(cli, config_file=args.config)
+
+
+def _run(args: argparse.Namespace, json_lines: bool) -> int:
+    from daemon.app import new_run_id, remove_run_containers, run_once
     from daemon.progress import ConsoleReporter, LogReporter
 
-    cli = {
-        k: getattr(args, k)
-        for k in (
-            "repo",
-            "data_dir",
-            "state_dir",
-            "tracking_uri",
-            "experiment",
-            "model_name",
-            "trigger",
-            "seed",
-            "no_cache",
-        )
-    }
-    settings = load_settings(cli, config_file=args.config)
+    settings = _settings(args)
     reporter = LogReporter() if json_lines else ConsoleReporter()
-    return run_once(settings, reporter, run_id=run_id).exit_code
+    run_id = new_run_id()
+    try:
+        return run_once(settings, reporter, run_id=run_id).exit_code
+    except KeyboardInterrupt:
+        removed = remove_run_containers(run_id)
+        structlog.get_logger().warning("run_interrupted", run_id=run_id, containers_removed=len(removed))
+        return EXIT_INTERRUPTED
+
+
+def _watch(args: argparse.Namespace, json_lines: bool) -> int:
+    from daemon.app import build_service, hold_daemon_lock
+
+    settings = _settings(args)
+    lock = hold_daemon_lock(settings.state_dir)
+    service = build_service(settings, reload=lambda: _settings(args))
+    signal.signal(signal.SIGTERM, lambda *_: service.stop("SIGTERM"))
+    signal.signal(signal.SIGINT, lambda *_: service.stop("SIGINT"))
+    signal.signal(signal.SIGHUP, lambda *_: service.request_reload())
+    try:
+        return service.serve()
+    finally:
+        lock.close()
+
+
+def _trigger(args: argparse.Namespace, json_lines: bool) -> int:
+    from daemon.control import request
+
+    settings = _settings(args)
+    reply = request(settings.state_dir / "control.sock", {"cmd": "trigger", "who": getpass.getuser()})
+    print(json.dumps(reply))
+    return EXIT_OK if reply.get("ok") else EXIT_CRASH
+
+
+def _status(args: argparse.Namespace, json_lines: bool) -> int:
+    from daemon.status import collect_status, render_status
+
+    status = collect_status(_settings(args), args.n)
+    print(json.dumps(status, indent=2) if json_lines else render_status(status))
+    return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

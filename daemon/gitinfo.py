@@ -21,12 +21,28 @@ class GitInfo:
 class Pygit2Reader:
     """The real `GitReader`."""
 
+    def _repo(self, path: Path) -> pygit2.Repository:
+        found = pygit2.discover_repository(str(path))
+        if found is None:
+            raise ConfigError(f"{path} is not inside a git repository (run `git init` there)")
+        return pygit2.Repository(found)
+
+    def git_dir(self, path: Path) -> Path:
+        return Path(self._repo(path).path)
+
+    def ref_commit(self, path: Path, branch: str = "") -> str:
+        """The commit of refs/heads/<branch>, or of HEAD when branch is empty."""
+        try:
+            repo = self._repo(path)
+            if branch:
+                return str(repo.lookup_reference(f"refs/heads/{branch}").target)
+            return str(repo.head.target)
+        except (pygit2.GitError, KeyError) as e:
+            raise GitReadError(f"cannot resolve {branch or 'HEAD'} in {path}: {e}") from e
+
     def read(self, path: Path) -> GitInfo:
         try:
-            found = pygit2.discover_repository(str(path))
-            if found is None:
-                raise ConfigError(f"{path} is not inside a git repository (run `git init` there)")
-            repo = pygit2.Repository(found)
+            repo = self._repo(path)
             if repo.head_is_unborn:
                 raise ConfigError(f"{repo.workdir}: no commit yet; commit the project first")
             branch = "" if repo.head_is_detached else repo.head.shorthand

@@ -46,6 +46,7 @@ class FakeContainers:
     build_result: CmdResult = field(default_factory=lambda: CmdResult(("fake",), 0, "", ""))
     ran: list[ContainerJob] = field(default_factory=list)
     built: list[BuildJob] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
 
     def build(self, job: BuildJob, log_path: Path) -> CmdResult:
         self.built.append(job)
@@ -63,11 +64,20 @@ class FakeContainers:
     def image_id(self, ref: str) -> str | None:
         return self.images.get(ref)
 
+    def stop_labelled(self, label: str, stop_timeout_s: float) -> list[str]:
+        self.stopped.append(label)
+        return []
+
 
 @dataclass
 class FakeTracker:
     records: list[RunRecord] = field(default_factory=list)
     fail_with: Exception | None = None
+    ended: list[tuple[str, str]] = field(default_factory=list)
+
+    def end_interrupted(self, retraind_run_id: str, reason: str) -> list[str]:
+        self.ended.append((retraind_run_id, reason))
+        return []
 
     def record(self, run: RunRecord, model_name: str) -> Registration:
         if self.fail_with is not None:

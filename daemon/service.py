@@ -1,0 +1,295 @@
+"""The daemon's loop: watch -> debounce -> queue -> stages -> record, one run at a time.
+
+The main thread owns the debouncer and the run queue; watchers, the scheduler and the control
+socket only put `RawEvent`s on one queue, and the single worker thread runs one pipeline at a time.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from daemon.config import Settings
+from daemon.debounce import Cause, Debouncer, FileState, PipelineEvent
+from daemon.journal import Journal
+from daemon.notify import Notifier
+from daemon.runqueue import Admission, RunQueue
+from daemon.watch import RawEvent
+from daemon.worker import Queued, execute, merge
+from handlers.base import Ports, RunContext, Stage
+
+log = structlog.get_logger()
+
+
+@dataclass
+class Hooks:
+    """The outside world the loop needs beyond the ports, injected by the composition root."""
+
+    prepare: Callable[[Settings, str], RunContext]  # (settings, run_id) -> pinned run context
+    new_run_id: Callable[[], str]
+    head_commit: Callable[[Settings], str]  # the watched branch's commit
+    data_sha256: Callable[[Settings], str]
+    start_intake: Callable[[Settings, queue.Queue[RawEvent]], Callable[[], None]] = field(
+        default=lambda s, q: lambda: None
+    )  # starts watchers, scheduler and control socket; returns their stop function
+    reload: Callable[[], Settings] | None = None
+
+
+class Service:
+    def __init__(
+        self,
+        settings: Settings,
+        journal: Journal,
+        ports: Ports,
+        stages: Mapping[str, Stage],
+        hooks: Hooks,
+        notifier: Notifier,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings, self.journal, self.ports, self.stages = settings, journal, ports, stages
+        self.hooks, self.notifier, self.clock = hooks, notifier, clock
+        self.raw: queue.Queue[RawEvent] = queue.Queue()
+        self.stopping = threading.Event()
+        self.reload_requested = threading.Event()
+        self.debouncer = self._debouncer(settings)
+        self.queue: RunQueue[Queued] = RunQueue(merge, supersede_on_commit=settings.supersede)
+        self.last_commit = ""
+        self._cancel_reason: str | None = None
+        self._running: tuple[str, threading.Thread] | None = None
+        self._last_ping = 0.0
+
+    @staticmethod
+    def _debouncer(s: Settings) -> Debouncer:
+        return Debouncer(s.quiet_s, s.max_wait_s, data_globs=(s.data_glob,), marker_names=s.marker_names)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def serve(self) -> int:
+        """Run until stop() is called; returns the exit code (0: a clean stop)."""
+        self._recover()
+        stop_intake = self.hooks.start_intake(self.settings, self.raw)
+        self.last_commit = self._safe(self.hooks.head_commit, "")
+        self.reconcile("start")
+        self.notifier.ready(self._status_line())
+        log.info("watch_started", data_dir=str(self.settings.data_dir), repo=str(self.settings.repo))
+        try:
+            while not self.stopping.is_set():
+                self._step()
+        finally:
+            stop_intake()
+            self._shutdown()
+        return 0
+
+    def stop(self, why: str = "daemon stopping") -> None:
+        """Signal-safe: only sets flags; the loop does the work."""
+        self._cancel_reason = why
+        self.stopping.set()
+        self.raw.put(RawEvent("wake"))
+
+    def request_reload(self) -> None:
+        self.reload_requested.set()
+        self.raw.put(RawEvent("wake"))
+
+    def _step(self) -> None:
+        now = self.clock()
+        deadline = self.debouncer.next_deadline()
+        timeout = 1.0 if deadline is None else min(1.0, max(0.01, deadline - now))
+        try:
+            self._observe(self.raw.get(timeout=timeout))
+            while True:  # drain a burst before polling
+                self._observe(self.raw.get_nowait())
+        except queue.Empty:
+            pass
+        if self.reload_requested.is_set():
+            self._reload()
+        fired = self.debouncer.poll(self.clock(), self._stat)
+        if fired is not None:
+            self.admit(fired)
+        self._ping_watchdog()
+
+    def _shutdown(self) -> None:
+        self.notifier.stopping()
+        if self._running is not None:
+            run_id, thread = self._running
+            log.warning("run_cancelling", run_id=run_id, reason=self._cancel_reason)
+            self.ports.containers.stop_labelled(f"io.retraind.run={run_id}", self.settings.stop_timeout_s)
+            thread.join(timeout=self.settings.stop_timeout_s + 30)
+        log.info("watch_stopped")
+
+    # -- events ----------------------------------------------------------------------------
+    def _observe(self, ev: RawEvent) -> None:
+        now = self.clock()
+        if ev.kind == "file_changed":
+            self.debouncer.file_changed(ev.name, now)
+        elif ev.kind == "file_closed":
+            self.debouncer.file_closed(ev.name, now)
+        elif ev.kind == "ref_changed":
+            commit = self._safe(self.hooks.head_commit, self.last_commit)
+            if commit != self.last_commit:
+                self.last_commit = commit
+                self.debouncer.ref_changed(self.settings.branch or ev.name, commit, now)
+        elif ev.kind == "overflow":
+            self.debouncer.overflow(now)
+        elif ev.kind == "manual":
+            self.debouncer.manual(ev.name, now)
+        elif ev.kind == "scheduled":
+            self.debouncer.scheduled(ev.name, now)
+        elif ev.kind == "reconcile":
+            self.reconcile("periodic")
+        elif ev.kind == "run_finished":
+            self._finished(ev.name)
+
+    def admit(self, event: PipelineEvent, attempt: int = 1, retry_of: str | None = None) -> Admission:
+        causes = sorted((c.source, c.detail) for c in event.causes)
+        event_id = self.journal.record_event(causes)
+        admission = self.queue.submit(Queued(event, (event_id,), attempt, retry_of))
+        log.info("event_admitted", admission=admission.value, causes=causes, queue_depth=self.queue.depth)
+        if admission is Admission.START:
+            self._start(self.queue.running)
+        elif admission is Admission.SUPERSEDE and self._running is not None:
+            self._cancel(self._running[0], "superseded by a newer commit")
+        return admission
+
+    def reconcile(self, why: str) -> None:
+        """Queue a run when the commit or data differ from the last attempted run's (idle only)."""
+        if self.queue.running is not None or self.debouncer.pending():
+            return
+        last = next(
+            (r for r in self.journal.recent_runs(20) if r.status not in ("cancelled", "interrupted")), None
+        )
+        commit = self._safe(self.hooks.head_commit, "")
+        data = self._safe(self.hooks.data_sha256, "")
+        if not commit or not data or (last and (last.commit, last.data_sha256) == (commit, data)):
+            return
+        detail = f"{why}: commit {commit[:12]}, data {data[:12]} differ from the last run"
+        now = self.clock()
+        self.admit(PipelineEvent(frozenset({Cause("rescan", detail)}), now, now))
+
+    # -- runs ------------------------------------------------------------------------------
+    def _start(self, item: Queued | None) -> None:
+        if item is None:
+            return
+        run_id = self.hooks.new_run_id()
+        self._cancel_reason = None if not self.stopping.is_set() else self._cancel_reason
+
+        def work() -> None:
+            try:
+                execute(
+                    item,
+                    run_id,
+                    self._prepare,
+                    self.journal,
+                    self.ports,
+                    self.stages,
+                    self.notifier,
+                    lambda: self._cancel_reason,
+                )
+            except Exception:  # the loop boundary: log once and carry on
+                log.exception("run_crashed", run_id=run_id)
+            finally:
+                self.raw.put(RawEvent("run_finished", run_id))
+
+        thread = threading.Thread(target=work, name=f"run-{run_id}", daemon=True)
+        self._running = (run_id, thread)
+        thread.start()
+
+    def _prepare(self, run_id: str, trigger: str) -> RunContext:
+        return self.hooks.prepare(self.settings, run_id)
+
+    def _finished(self, run_id: str) -> None:
+        if self._running is not None and self._running[0] == run_id:
+            self._running[1].join()
+            self._running = None
+        if self.stopping.is_set():
+            return
+        self._start(self.queue.finished())
+        self.notifier.status(self._status_line())
+
+    def _cancel(self, run_id: str, why: str) -> None:
+        self._cancel_reason = why
+        threading.Thread(
+            target=self.ports.containers.stop_labelled,
+            args=(f"io.retraind.run={run_id}", self.settings.stop_timeout_s),
+            daemon=True,
+        ).start()
+
+    def _recover(self) -> None:
+        """Runs a crash left 'running': interrupted, containers gone, MLflow ended, retried once."""
+        for run in self.journal.recover_interrupted():
+            removed = self.ports.containers.stop_labelled(f"io.retraind.run={run.run_id}", 5)
+            try:
+                self.ports.tracker.end_interrupted(run.run_id, run.error or "interrupted")
+            except Exception as e:  # a tracking outage must not stop recovery
+                log.warning("mlflow_end_failed", run_id=run.run_id, error=str(e))
+            if self.journal.should_retry(run):
+                log.warning(
+                    "run_recovered",
+                    run_id=run.run_id,
+                    containers_removed=len(removed),
+                    error=run.error,
+                    retry=True,
+                )
+                now = self.clock()
+                causes = frozenset(Cause(s, d) for s, d in run.causes)
+                self.admit(PipelineEvent(causes, now, now), attempt=run.attempt + 1, retry_of=run.run_id)
+            else:
+                log.error(
+                    "run_not_retried",
+                    run_id=run.run_id,
+                    attempt=run.attempt,
+                    reason="interrupted twice; fix the cause and trigger a run",
+                )
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _stat(self, name: str) -> FileState:
+        try:
+            st = (self.settings.data_dir / name).stat()
+        except OSError:
+            return None
+        return (st.st_size, st.st_mtime_ns)
+
+    def _safe(self, read: Callable[[Settings], str], default: str) -> str:
+        try:
+            return read(self.settings)
+        except Exception as e:  # a half-written ref or a missing data dir: try again later
+            log.warning("read_failed", what=getattr(read, "__name__", "?"), error=str(e))
+            return default
+
+    def _reload(self) -> None:
+        self.reload_requested.clear()
+        if self.hooks.reload is None:
+            return
+        try:
+            self.settings = self.hooks.reload()
+        except Exception as e:
+            log.error("config_reload_failed", error=str(e))
+            return
+        self.queue.supersede_on_commit = self.settings.supersede
+        log.info("config_reloaded")
+
+    def _ping_watchdog(self) -> None:
+        interval = self.settings.watchdog_usec / 2e6
+        if interval > 0 and self.clock() - self._last_ping >= interval:
+            self.notifier.watchdog()
+            self._last_ping = self.clock()
+
+    def _status_line(self) -> str:
+        if self._running is None:
+            return f"idle; {self.queue.depth} queued"
+        return f"run {self._running[0]}; {self.queue.depth} queued"
+
+    def snapshot(self) -> dict[str, Any]:
+        """For `retraind status` over the control socket (read from another thread: copies only)."""
+        running = self._running
+        return {
+            "running": running[0] if running else None,
+            "queue_depth": self.queue.depth,
+            "pending_changes": self.debouncer.pending(),
+            "data_dir": str(self.settings.data_dir),
+            "repo": str(self.settings.repo),
+        }

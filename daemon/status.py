@@ -1,0 +1,76 @@
+"""`retraind status`: is the daemon up, what runs now and for how long, the last runs."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from daemon.config import Settings
+from daemon.control import request
+from daemon.errors import InfrastructureError
+from daemon.journal import Journal, RunRow
+
+
+def _run_fields(run: RunRow) -> dict[str, Any]:
+    duration = (run.finished_at - run.started_at) if run.finished_at and run.started_at else None
+    return {
+        "run_id": run.run_id,
+        "trigger": run.trigger,
+        "status": run.status,
+        "duration_s": round(duration, 1) if duration is not None else None,
+        "f1": run.f1,
+        "model_version": run.model_version,
+        "commit": (run.commit or "")[:12],
+        "failed_stage": run.failed_stage,
+    }
+
+
+def collect_status(settings: Settings, n: int, now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    try:
+        daemon = request(settings.state_dir / "control.sock", {"cmd": "status"}, timeout_s=3)
+        daemon["up"] = True
+    except InfrastructureError:
+        daemon = {"up": False}
+    journal = Journal.open(settings.state_dir / "journal.db")
+    try:
+        current = journal.current_run()
+        current_fields = None
+        if current is not None:
+            stages = journal.stages(current.run_id)
+            stage = stages[-1] if stages else None
+            current_fields = _run_fields(current) | {
+                "stage": stage.stage if stage else None,
+                "stage_elapsed_s": round(now - stage.started_at, 1) if stage else None,
+                "elapsed_s": round(now - current.started_at, 1) if current.started_at else None,
+            }
+        return {
+            "daemon": daemon,
+            "current": current_fields,
+            "recent": [_run_fields(r) for r in journal.recent_runs(n)],
+        }
+    finally:
+        journal.close()
+
+
+def render_status(status: dict[str, Any]) -> str:
+    d = status["daemon"]
+    lines = [
+        f"daemon: {'up' if d['up'] else 'down'}" + (f", {d.get('queue_depth', 0)} queued" if d["up"] else "")
+    ]
+    c = status["current"]
+    lines.append(
+        "current: none"
+        if c is None
+        else f"current: run {c['run_id']} ({c['trigger']}), stage {c['stage']} for {c['stage_elapsed_s']} s,"
+        f" {c['elapsed_s']} s in all"
+    )
+    lines.append(f"{'run':<26}{'trigger':<10}{'outcome':<15}{'time s':>8}{'F1':>8}  model")
+    for r in status["recent"]:
+        f1 = f"{r['f1']:.4f}" if r["f1"] is not None else "-"
+        dur = f"{r['duration_s']:.1f}" if r["duration_s"] is not None else "-"
+        lines.append(
+            f"{r['run_id']:<26}{r['trigger']:<10}{r['status']:<15}{dur:>8}{f1:>8}  "
+            f"{'v' + r['model_version'] if r['model_version'] else '-'}"
+        )
+    return "\n".join(lines)

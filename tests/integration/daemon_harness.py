@@ -1,0 +1,96 @@
+"""Drive a real `retraind watch` process: its JSON log lines, its journal, its signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pygit2
+
+from daemon.journal import Journal, RunRow
+
+RETRAIND = str(Path(sys.executable).parent / "retraind")
+
+
+class Daemon:
+    def __init__(self, repo: Path, data: Path, state: Path, home: Path, **env: str) -> None:
+        self.repo, self.data, self.state, self.home, self.extra_env = repo, data, state, home, env
+        self.lines: list[dict[str, Any]] = []
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> Daemon:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "RETRAIND_", "MLFLOW_"))}
+        env.update(HOME=str(self.home), **self.extra_env)
+        argv = [RETRAIND, "watch", "--json", "--repo", str(self.repo)]
+        argv += ["--data-dir", str(self.data), "--state-dir", str(self.state)]
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        self.wait_log(lambda e: e.get("event") == "watch_started", 60)
+        return self
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                self.lines.append(json.loads(line))
+            except ValueError:
+                self.lines.append({"event": "non_json", "text": line.rstrip()})
+
+    def wait_log(self, match: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = next((e for e in list(self.lines) if match(e)), None)
+            if found is not None:
+                return found
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited {self.proc.returncode}: {self.lines[-5:]}")
+            time.sleep(0.1)
+        raise AssertionError(f"timed out after {timeout} s; last lines: {self.lines[-8:]}")
+
+    def runs(self) -> list[RunRow]:
+        journal = Journal.open(self.state / "journal.db")
+        try:
+            return list(reversed(journal.recent_runs(100)))  # oldest first
+        finally:
+            journal.close()
+
+    def wait_runs(self, count: int, timeout: float) -> list[RunRow]:
+        """Wait until `count` runs have finished and nothing runs; return all runs."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            runs = self.runs()
+            finished = [r for r in runs if r.finished_at is not None]
+            if len(finished) >= count and all(r.finished_at is not None for r in runs):
+                return runs
+            time.sleep(0.25)
+        raise AssertionError(f"expected {count} finished runs, got {self.runs()}")
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+
+def commit_file(repo_path: Path, name: str, content: str, message: str) -> str:
+    repo = pygit2.Repository(str(repo_path))
+    (repo_path / name).write_text(content)
+    repo.index.add(name)
+    repo.index.write()
+    sig = pygit2.Signature("retraind tests", "tests@localhost")
+    oid = repo.create_commit("HEAD", sig, sig, message, repo.index.write_tree(), [repo.head.target])
+    return str(oid)

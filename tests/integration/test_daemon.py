@@ -1,0 +1,156 @@
+"""`retraind watch` acceptance: a real daemon process, a real git repository, rootless podman."""
+
+from __future__ import annotations
+
+import csv
+import io
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from daemon.manifest import build_manifest
+from tests.conftest import ROOT
+from tests.integration.conftest import committed_copy
+from tests.integration.daemon_harness import RETRAIND, Daemon, commit_file
+
+
+def _records() -> list[bytes]:
+    """The sample's CSV records as bytes (latin-1 round-trips every byte; records may span lines)."""
+    text = (ROOT / "data/sample.csv").read_bytes().decode("latin-1")
+    out = []
+    for row in csv.reader(io.StringIO(text, newline="")):
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow(row)
+        out.append(buffer.getvalue().encode("latin-1"))
+    return out
+
+
+HEADER, *ROWS = _records()
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, podman_ready: None):  # type: ignore[no-untyped-def]
+    repo = committed_copy(tmp_path / "repo")
+    (tmp_path / "data").mkdir()
+    d = Daemon(repo, tmp_path / "data", tmp_path / "state", tmp_path)
+    yield d
+    d.stop()
+
+
+def drop(data: Path, name: str, rows: list[bytes] = ROWS) -> None:
+    """Write a complete data file the way a careful producer does: temporary name, then rename."""
+    (data / f".{name}.part").write_bytes(HEADER + b"".join(rows))
+    (data / f".{name}.part").rename(data / name)
+
+
+def causes(run) -> set[str]:  # type: ignore[no-untyped-def]
+    return {source for source, _ in run.causes}
+
+
+def test_a_thousand_files_within_two_seconds_start_exactly_one_run(daemon: Daemon) -> None:
+    daemon.start()
+    started = time.monotonic()
+    for i in range(1000):
+        (daemon.data / f"part-{i:04d}.csv").write_bytes(HEADER + b"".join(ROWS[i * 3 : i * 3 + 3]))
+    assert time.monotonic() - started < 2
+    runs = daemon.wait_runs(1, 240)
+    time.sleep(3)  # nothing else may follow
+    assert len(daemon.runs()) == 1
+    assert runs[0].status == "succeeded" and causes(runs[0]) == {"data"}
+
+
+def test_a_commit_and_a_drop_in_one_quiet_window_make_one_run_with_both_causes(daemon: Daemon) -> None:
+    daemon.start()
+    commit = commit_file(daemon.repo, "NOTES.txt", "retrain please\n", "a change")
+    drop(daemon.data, "drop.csv")
+    (run,) = daemon.wait_runs(1, 240)
+    assert causes(run) == {"commit", "data"} and run.commit == commit and run.status == "succeeded"
+
+
+def test_three_events_during_a_run_give_exactly_one_follow_up_with_the_newest_inputs(daemon: Daemon) -> None:
+    drop(daemon.data, "first.csv", ROWS[:1500])
+    daemon.start()
+    daemon.wait_log(lambda e: e.get("event") == "stage_started" and e.get("stage") == "validate", 120)
+    newest = commit_file(daemon.repo, "NOTES.txt", "one\n", "during the run")
+    drop(daemon.data, "second.csv", ROWS[1500:])
+    subprocess.run([RETRAIND, "trigger", "--state-dir", str(daemon.state)], check=True, capture_output=True)
+    first, follow_up = daemon.wait_runs(2, 300)
+    time.sleep(4)
+    assert len(daemon.runs()) == 2
+    assert first.status == follow_up.status == "succeeded"
+    assert {"commit", "data", "manual"} <= causes(follow_up)
+    assert follow_up.commit == newest
+    assert follow_up.data_sha256 == build_manifest(daemon.data, "*.csv").sha256
+
+
+def test_a_slow_copy_starts_no_run_until_the_writer_stops(daemon: Daemon) -> None:
+    daemon.start()
+    target = daemon.data / "slow.csv"
+    with target.open("wb") as out:
+        out.write(HEADER)
+        deadline = time.monotonic() + 5
+        i = 0
+        while time.monotonic() < deadline:
+            out.write(b"".join(ROWS[i : i + 50]))
+            out.flush()
+            i += 50
+            time.sleep(0.25)
+        writer_done = time.time()
+        assert not [e for e in daemon.lines if e.get("event") == "event_admitted"]
+    (run,) = daemon.wait_runs(1, 240)
+    assert run.started_at is not None and run.started_at >= writer_done
+    time.sleep(3)
+    assert len(daemon.runs()) == 1
+
+
+def test_kill_9_during_training_then_restart_recovers_and_runs_once_more(daemon: Daemon) -> None:
+    drop(daemon.data, "drop.csv")
+    daemon.start()  # reconcile at start: the data differ from the (absent) last run
+    daemon.wait_log(lambda e: e.get("event") == "stage_started" and e.get("stage") == "train", 180)
+    daemon.signal(signal.SIGKILL)
+    assert daemon.proc is not None and daemon.proc.wait(10) == -9
+    crashed = daemon.runs()[0]
+    daemon.lines.clear()
+    daemon.start()
+    interrupted, retry = daemon.wait_runs(2, 240)
+    assert (interrupted.run_id, interrupted.status) == (crashed.run_id, "interrupted")
+    assert interrupted.failed_stage == "train"
+    assert (retry.retry_of, retry.attempt, retry.status) == (crashed.run_id, 2, "succeeded")
+    left = subprocess.run(
+        ["podman", "ps", "-aq", f"--filter=label=io.retraind.run={crashed.run_id}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert left.stdout.strip() == ""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{daemon.state}/mlflow.db"
+    client = MlflowClient(uri, uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    assert client.search_runs(experiments, "attributes.status = 'RUNNING'") == []
+    time.sleep(3)
+    assert len(daemon.runs()) == 2  # retried once, not again
+
+
+def test_sigterm_during_a_stage_exits_0_within_15_s_and_records_cancelled(daemon: Daemon) -> None:
+    drop(daemon.data, "drop.csv")
+    daemon.start()
+    daemon.wait_log(lambda e: e.get("event") == "stage_started" and e.get("stage") == "validate", 120)
+    time.sleep(1)  # the Jest container is up
+    sent = time.monotonic()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.proc is not None and daemon.proc.wait(20) == 0
+    assert time.monotonic() - sent < 15
+    (run,) = daemon.runs()
+    assert run.status == "cancelled" and run.failed_stage == "validate"
+    left = subprocess.run(
+        ["podman", "ps", "-aq", f"--filter=label=io.retraind.run={run.run_id}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert left.stdout.strip() == ""
