@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 
 from daemon import __version__
-from daemon.errors import EXIT_CRASH, EXIT_INTERRUPTED, EXIT_OK, RetraindError
+from daemon.errors import EXIT_CONFIG, EXIT_CRASH, EXIT_INTERRUPTED, EXIT_OK, RetraindError
 
 DESCRIPTION = "Deterministic retraining in rootless Podman, recorded in MLflow."
 EXIT_CODES_HELP = """exit codes:
@@ -80,6 +80,9 @@ def parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="the daemon, the current run, the last runs")
     _settings_flags(status)
     status.add_argument("-n", type=int, default=10, help="how many recent runs to show")
+    doctor = sub.add_parser("doctor", help="check podman, inotify, linger, MLflow, disk; say how to fix")
+    _settings_flags(doctor)
+    sub.add_parser("install-service", help="install the systemd user unit for this checkout")
     return p
 
 
@@ -91,7 +94,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(json_lines=json_lines)
     log = structlog.get_logger()
     try:
-        command = {"run": _run, "watch": _watch, "trigger": _trigger, "status": _status}[args.command]
+        command = {
+            "run": _run,
+            "watch": _watch,
+            "trigger": _trigger,
+            "status": _status,
+            "doctor": _doctor,
+            "install-service": _install_service,
+        }[args.command]
         return command(args, json_lines)
     except KeyboardInterrupt:
         log.warning("command_interrupted", command=args.command)
@@ -155,6 +165,25 @@ def _status(args: argparse.Namespace, json_lines: bool) -> int:
 
     status = collect_status(_settings(args), args.n)
     print(json.dumps(status, indent=2) if json_lines else render_status(status))
+    return EXIT_OK
+
+
+def _doctor(args: argparse.Namespace, json_lines: bool) -> int:
+    from dataclasses import asdict
+
+    from daemon.doctor import diagnose, render
+
+    checks = diagnose(_settings(args))
+    print(json.dumps([asdict(c) for c in checks], indent=2) if json_lines else render(checks))
+    return EXIT_OK if all(c.ok or c.warning_only for c in checks) else EXIT_CONFIG
+
+
+def _install_service(args: argparse.Namespace, json_lines: bool) -> int:
+    from daemon.install import install_service
+
+    project = Path(__file__).resolve().parent.parent
+    target, steps = install_service(project, Path.home())
+    print(f"installed {target}\nnext:\n" + "\n".join(f"  {step}" for step in steps))
     return EXIT_OK
 
 
