@@ -122,6 +122,22 @@ def start_intake(service: Service) -> Callable[[Settings, queue.Queue[RawEvent]]
     return start
 
 
+def build_scheduler(settings: Settings, raw: queue.Queue[RawEvent]) -> BackgroundScheduler:
+    """Cron retraining and the periodic reconcile, as RawEvents on the daemon's queue (UTC)."""
+    scheduler = BackgroundScheduler(timezone="UTC")
+    for expression in settings.schedule:
+        trigger = CronTrigger.from_crontab(expression, timezone="UTC")
+        scheduler.add_job(raw.put, trigger, args=[RawEvent("scheduled", expression)], id=f"cron {expression}")
+    scheduler.add_job(
+        raw.put,
+        "interval",
+        seconds=settings.reconcile_interval_s,
+        args=[RawEvent("reconcile")],
+        id="reconcile",
+    )
+    return scheduler
+
+
 def control_handler(service: Service) -> Callable[[dict[str, Any], int], dict[str, Any]]:
     def handle(request: dict[str, Any], uid: int) -> dict[str, Any]:
         if request.get("cmd") == "trigger":

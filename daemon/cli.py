@@ -140,6 +140,10 @@ def _watch(args: argparse.Namespace, json_lines: bool) -> int:
     from daemon.app import build_service, hold_daemon_lock
 
     settings = _settings(args)
+    if settings.journal_stream and json_lines:
+        from daemon.logs import configure_logging
+
+        configure_logging(json_lines=True, syslog_prefix=True)
     lock = hold_daemon_lock(settings.state_dir)
     service = build_service(settings, reload=lambda: _settings(args))
     signal.signal(signal.SIGTERM, lambda *_: service.stop("SIGTERM"))

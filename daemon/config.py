@@ -56,6 +56,7 @@ class Settings:
     # Set by systemd in the unit's environment, not by users
     notify_socket: str = ""
     watchdog_usec: int = 0
+    journal_stream: str = ""  # stdout is the journal: prefix lines with their syslog priority
 
     @property
     def runs_dir(self) -> Path:
@@ -95,7 +96,12 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     }
     if "tracking_uri" not in found and environ.get("MLFLOW_TRACKING_URI"):
         found["tracking_uri"] = environ["MLFLOW_TRACKING_URI"]
-    for systemd_var, name in (("NOTIFY_SOCKET", "notify_socket"), ("WATCHDOG_USEC", "watchdog_usec")):
+    systemd_vars = (
+        ("NOTIFY_SOCKET", "notify_socket"),
+        ("WATCHDOG_USEC", "watchdog_usec"),
+        ("JOURNAL_STREAM", "journal_stream"),
+    )
+    for systemd_var, name in systemd_vars:
         if environ.get(systemd_var):
             found[name] = environ[systemd_var]
     return found

@@ -27,8 +27,11 @@ class Daemon:
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> Daemon:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "RETRAIND_", "MLFLOW_"))}
-        env.update(HOME=str(self.home), **self.extra_env)
+        # The real HOME: rootless podman keeps its image store and configuration under it.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RETRAIND_", "MLFLOW_"))}
+        config = self.home / "retraind.toml"  # empty: only the flags below count
+        config.touch()
+        env.update(RETRAIND_CONFIG=str(config), **self.extra_env)
         argv = [RETRAIND, "watch", "--json", "--repo", str(self.repo)]
         argv += ["--data-dir", str(self.data), "--state-dir", str(self.state)]
         self.proc = subprocess.Popen(

@@ -154,3 +154,11 @@ def test_sigterm_during_a_stage_exits_0_within_15_s_and_records_cancelled(daemon
         check=True,
     )
     assert left.stdout.strip() == ""
+
+
+def test_idle_daemon_reloads_on_sighup_and_stops_cleanly_on_sigterm(daemon: Daemon) -> None:
+    daemon.start()
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_log(lambda e: e.get("event") == "config_reloaded", 30)
+    assert daemon.stop() == 0
+    assert daemon.runs() == []

@@ -51,3 +51,26 @@ def test_bad_configuration_is_refused_with_the_setting_named(
     with pytest.raises(ConfigError, match=needle) as info:
         load_settings({}, environ={"HOME": str(tmp_path)}, config_file=cfg)
     assert info.value.exit_code == 78
+
+
+def test_systemd_environment_and_schedules(tmp_path: Path) -> None:
+    env = {
+        "HOME": str(tmp_path),
+        "NOTIFY_SOCKET": "@notify",
+        "WATCHDOG_USEC": "60000000",
+        "RETRAIND_SCHEDULE": "0 3 * * *",
+        "RETRAIND_SUPERSEDE": "true",
+    }
+    s = load_settings({}, environ=env)
+    assert (s.notify_socket, s.watchdog_usec, s.schedule, s.supersede) == (
+        "@notify",
+        60_000_000,
+        ("0 3 * * *",),
+        True,
+    )
+    with pytest.raises(ConfigError, match="cron"):
+        load_settings({}, environ={"HOME": str(tmp_path), "RETRAIND_SCHEDULE": "every night"})
+    with pytest.raises(ConfigError, match="quiet_s"):
+        load_settings(
+            {}, environ={"HOME": str(tmp_path), "RETRAIND_QUIET_S": "5", "RETRAIND_MAX_WAIT_S": "1"}
+        )

@@ -51,3 +51,11 @@ def test_log_reporter_writes_one_canonical_json_line_per_run() -> None:
     assert (failed["run_id"], failed["stage"], failed["duration_s"]) == ("r9", "validate", 1.25)
     assert finished["event"] == "run_finished" and finished["exit_code"] == 3
     assert finished["outcome"] == "GateRejectedError" and finished["failed_stage"] == "validate"
+
+
+def test_under_journald_lines_carry_their_syslog_priority() -> None:
+    out = io.StringIO()
+    configure_logging(json_lines=True, stream=out, syslog_prefix=True)
+    LogReporter().stage_failed("r1", "train", 1.0, GateRejectedError("validate", ["x"]))
+    line = out.getvalue().strip()
+    assert line.startswith("<3>{") and json.loads(line[3:])["event"] == "stage_failed"
