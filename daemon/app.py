@@ -92,21 +92,7 @@ def start_intake(service: Service) -> Callable[[Settings, queue.Queue[RawEvent]]
 
     def start(settings: Settings, raw: queue.Queue[RawEvent]) -> Callable[[], None]:
         watcher = Watcher(settings.data_dir, Pygit2Reader().git_dir(settings.repo), raw)
-        scheduler = BackgroundScheduler(timezone="UTC")
-        for expression in settings.schedule:
-            scheduler.add_job(
-                raw.put,
-                CronTrigger.from_crontab(expression, timezone="UTC"),
-                args=[RawEvent("scheduled", expression)],
-                id=f"cron {expression}",
-            )
-        scheduler.add_job(
-            raw.put,
-            "interval",
-            seconds=settings.reconcile_interval_s,
-            args=[RawEvent("reconcile")],
-            id="reconcile",
-        )
+        scheduler = build_scheduler(settings, raw)
         control = ControlServer(settings.state_dir / "control.sock", control_handler(service))
         watcher.start()
         scheduler.start()

@@ -12,7 +12,7 @@ from tests.conftest import ROOT, require_tool
 from tests.integration.daemon_harness import RETRAIND
 
 
-def run(*argv: str, home: Path) -> subprocess.CompletedProcess[str]:
+def run(*argv: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "RETRAIND_", "MLFLOW_"))}
     return subprocess.run(
         [RETRAIND, *argv], capture_output=True, text=True, env={**env, "HOME": str(home)}, check=False
@@ -22,34 +22,15 @@ def run(*argv: str, home: Path) -> subprocess.CompletedProcess[str]:
 def test_doctor_names_each_problem_with_its_fix_and_fails(tmp_path: Path) -> None:
     require_tool("podman")
     missing = tmp_path / "no-such-data"
-    result = run(
-        "doctor",
-        "--json",
-        "--repo",
-        str(ROOT),
-        "--data-dir",
-        str(missing),
-        "--state-dir",
-        str(tmp_path / "state"),
-        home=tmp_path,
-    )
+    flags = ("--repo", str(ROOT), "--data-dir", str(missing), "--state-dir", str(tmp_path / "state"))
+    result = run("doctor", "--json", *flags)
     checks = {c["name"]: c for c in json.loads(result.stdout)}
     assert result.returncode == 78
     assert checks["data directory"]["ok"] is False
     assert checks["data directory"]["fix"] == f"mkdir -p {missing}"
     assert checks["base image"]["ok"] is True and checks["podman storage driver"]["detail"] == "overlay"
     missing.mkdir()
-    again = run(
-        "doctor",
-        "--json",
-        "--repo",
-        str(ROOT),
-        "--data-dir",
-        str(missing),
-        "--state-dir",
-        str(tmp_path / "state"),
-        home=tmp_path,
-    )
+    again = run("doctor", "--json", *flags)
     assert again.returncode == 0, again.stdout
 
 
@@ -73,7 +54,7 @@ def test_installed_unit_points_at_this_checkout_and_verifies(tmp_path: Path) -> 
 
 
 def test_status_without_a_daemon_says_down(tmp_path: Path) -> None:
-    result = run("status", "--json", "--state-dir", str(tmp_path / "state"), home=tmp_path)
+    result = run("status", "--json", "--state-dir", str(tmp_path / "state"))
     status = json.loads(result.stdout)
     assert result.returncode == 0
     assert status["daemon"] == {"up": False} and status["current"] is None and status["recent"] == []
