@@ -13,10 +13,9 @@ from tests.integration.daemon_harness import RETRAIND
 
 
 def run(*argv: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "RETRAIND_", "MLFLOW_"))}
-    return subprocess.run(
-        [RETRAIND, *argv], capture_output=True, text=True, env={**env, "HOME": str(home)}, check=False
-    )
+    """The real HOME stays (rootless podman's store lives there); settings come from flags only."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RETRAIND_", "MLFLOW_"))}
+    return subprocess.run([RETRAIND, *argv], capture_output=True, text=True, check=False, env=env)
 
 
 def test_doctor_names_each_problem_with_its_fix_and_fails(tmp_path: Path) -> None:
