@@ -17,6 +17,7 @@ from typing import IO, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
+from prometheus_client import CollectorRegistry, start_http_server
 
 from daemon.config import Settings
 from daemon.control import ControlServer
@@ -24,6 +25,7 @@ from daemon.errors import ConfigError
 from daemon.gitinfo import Pygit2Reader
 from daemon.journal import Journal
 from daemon.manifest import build_manifest
+from daemon.metrics import Metrics
 from daemon.notify import Notifier
 from daemon.pipeline import PipelineOutcome, Reporter, run_stages
 from daemon.podman import PodmanCli
@@ -148,9 +150,25 @@ def hold_daemon_lock(state_dir: Path) -> IO[bytes]:
     return handle
 
 
+def serve_metrics(settings: Settings) -> Metrics:
+    """The daemon's /metrics endpoint (127.0.0.1 by default), gauges restored from the journal."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    if settings.metrics_port:
+        try:
+            start_http_server(settings.metrics_port, settings.metrics_addr, registry)
+        except OSError as e:
+            raise ConfigError(
+                f"cannot serve metrics on {settings.metrics_addr}:{settings.metrics_port}: {e}"
+            ) from e
+    return metrics
+
+
 def build_service(settings: Settings, reload: Callable[[], Settings] | None = None) -> Service:
     """The composition root of `retraind watch`."""
     journal = Journal.open(settings.state_dir / "journal.db")
+    metrics = serve_metrics(settings)
+    metrics.restore(journal.gauges())
     hooks = Hooks(
         prepare=prepare_run,
         new_run_id=new_run_id,
@@ -158,8 +176,7 @@ def build_service(settings: Settings, reload: Callable[[], Settings] | None = No
         data_sha256=data_sha256,
         reload=reload,
     )
-    service = Service(
-        settings, journal, real_ports(settings), STAGES, hooks, Notifier(settings.notify_socket)
-    )
+    notifier = Notifier(settings.notify_socket)
+    service = Service(settings, journal, real_ports(settings), STAGES, hooks, notifier, metrics=metrics)
     hooks.start_intake = start_intake(service)
     return service

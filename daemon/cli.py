@@ -122,18 +122,30 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def _run(args: argparse.Namespace, json_lines: bool) -> int:
+    from prometheus_client import CollectorRegistry
+
     from daemon.app import new_run_id, remove_run_containers, run_once
-    from daemon.progress import ConsoleReporter, LogReporter
+    from daemon.metrics import Metrics, export_oneshot
+    from daemon.progress import ConsoleReporter, Fanout, LogReporter, MetricsReporter
 
     settings = _settings(args)
-    reporter = LogReporter() if json_lines else ConsoleReporter()
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    shown = LogReporter() if json_lines else ConsoleReporter()
     run_id = new_run_id()
     try:
-        return run_once(settings, reporter, run_id=run_id).exit_code
+        outcome = run_once(settings, Fanout(shown, MetricsReporter(metrics, settings.trigger)), run_id=run_id)
     except KeyboardInterrupt:
         removed = remove_run_containers(run_id)
         structlog.get_logger().warning("run_interrupted", run_id=run_id, containers_removed=len(removed))
         return EXIT_INTERRUPTED
+    try:
+        exported = export_oneshot(registry, settings.pushgateway_url, settings.textfile_dir)
+        if exported:
+            structlog.get_logger().info("metrics_exported", run_id=run_id, to=exported)
+    except OSError as e:  # metrics are not worth failing a run that trained
+        structlog.get_logger().warning("metrics_export_failed", run_id=run_id, error=str(e))
+    return outcome.exit_code
 
 
 def _watch(args: argparse.Namespace, json_lines: bool) -> int:

@@ -53,6 +53,11 @@ class Settings:
     schedule: tuple[str, ...] = ()  # cron expressions (5 fields) for scheduled retraining
     reconcile_interval_s: float = 300.0  # how often to look for changes the watchers missed
     supersede: bool = False  # a newer commit stops the running pipeline
+    # Metrics
+    metrics_addr: str = "127.0.0.1"  # the daemon's /metrics endpoint
+    metrics_port: int = 9464  # 0: no endpoint
+    pushgateway_url: str = ""  # `retraind run` pushes its metrics there when set
+    textfile_dir: str = ""  # ... or writes retraind.prom there for node_exporter's textfile collector
     # Set by systemd in the unit's environment, not by users
     notify_socket: str = ""
     watchdog_usec: int = 0

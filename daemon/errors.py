@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 EXIT_OK = 0
 EXIT_CRASH = 1
@@ -68,6 +68,6 @@ class GateRejectedError(RetraindError):
 
     exit_code = EXIT_GATE
 
-    def __init__(self, stage: str, reasons: Sequence[str]) -> None:
-        self.stage, self.reasons = stage, tuple(reasons)
+    def __init__(self, stage: str, reasons: Sequence[str], kinds: Iterable[str] = ()) -> None:
+        self.stage, self.reasons, self.kinds = stage, tuple(reasons), frozenset(kinds)
         super().__init__(f"gate rejected the run: {'; '.join(self.reasons)}")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 from rich.console import Console
 from rich.status import Status
 
-from daemon.errors import GateRejectedError, RetraindError
-from daemon.pipeline import PipelineOutcome
+from daemon.errors import CancelledError, GateRejectedError, RetraindError
+from daemon.metrics import Metrics
+from daemon.pipeline import PipelineOutcome, Reporter
 from handlers.base import StageResult
 
 
@@ -112,3 +115,67 @@ class ConsoleReporter:
                 f"[bold red]run {f['run_id']} failed[/] at {f['failed_stage']} "
                 f"after {f['duration_s']:.1f} s (exit {f['exit_code']})"
             )
+
+
+class MetricsReporter:
+    """Stage and run outcomes into the Prometheus metrics."""
+
+    def __init__(self, metrics: Metrics, trigger: str, clock: Callable[[], float] = time.time) -> None:
+        self.metrics, self.trigger, self.clock = metrics, trigger, clock
+
+    def stage_started(self, run_id: str, stage: str) -> None:
+        pass
+
+    def stage_finished(self, run_id: str, result: StageResult, duration_s: float) -> None:
+        self.metrics.stage(result.stage, "success", duration_s)
+
+    def stage_failed(self, run_id: str, stage: str, duration_s: float, error: RetraindError) -> None:
+        self.metrics.stage(stage, "cancelled" if isinstance(error, CancelledError) else "failure", duration_s)
+        if isinstance(error, GateRejectedError):
+            self.metrics.gate_failure(set(error.kinds))
+
+    def run_finished(self, outcome: PipelineOutcome) -> None:
+        f = outcome_fields(outcome)
+        status = "succeeded" if outcome.ok else run_status(outcome.error)
+        self.metrics.run(
+            status,
+            self.trigger,
+            outcome.duration_s,
+            self.clock(),
+            f.get("f1_score_weighted"),
+            bool(f.get("champion")),
+        )
+
+
+def run_status(error: RetraindError | None) -> str:
+    """The journal's and the metrics' word for how a run ended."""
+    if error is None:
+        return "succeeded"
+    if isinstance(error, GateRejectedError):
+        return "gate_rejected"
+    if isinstance(error, CancelledError):
+        return "cancelled"
+    return "failed"
+
+
+class Fanout:
+    """One reporter that tells several."""
+
+    def __init__(self, *reporters: Reporter) -> None:
+        self.reporters = reporters
+
+    def stage_started(self, run_id: str, stage: str) -> None:
+        for r in self.reporters:
+            r.stage_started(run_id, stage)
+
+    def stage_finished(self, run_id: str, result: StageResult, duration_s: float) -> None:
+        for r in self.reporters:
+            r.stage_finished(run_id, result, duration_s)
+
+    def stage_failed(self, run_id: str, stage: str, duration_s: float, error: RetraindError) -> None:
+        for r in self.reporters:
+            r.stage_failed(run_id, stage, duration_s, error)
+
+    def run_finished(self, outcome: PipelineOutcome) -> None:
+        for r in self.reporters:
+            r.run_finished(outcome)

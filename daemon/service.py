@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from prometheus_client import CollectorRegistry
 
 from daemon.config import Settings
 from daemon.debounce import Cause, Debouncer, FileState, PipelineEvent
 from daemon.journal import Journal
+from daemon.metrics import Metrics
 from daemon.notify import Notifier
 from daemon.runqueue import Admission, RunQueue
 from daemon.watch import RawEvent
@@ -51,9 +53,11 @@ class Service:
         hooks: Hooks,
         notifier: Notifier,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings, self.journal, self.ports, self.stages = settings, journal, ports, stages
         self.hooks, self.notifier, self.clock = hooks, notifier, clock
+        self.metrics = metrics or Metrics(CollectorRegistry())
         self.raw: queue.Queue[RawEvent] = queue.Queue()
         self.stopping = threading.Event()
         self.reload_requested = threading.Event()
@@ -148,6 +152,10 @@ class Service:
         causes = sorted((c.source, c.detail) for c in event.causes)
         event_id = self.journal.record_event(causes)
         admission = self.queue.submit(Queued(event, (event_id,), attempt, retry_of))
+        self.metrics.event({c.source for c in event.causes})
+        if admission is Admission.COALESCED:
+            self.metrics.coalesced.inc()
+        self.metrics.queue_depth.set(self.queue.depth)
         log.info("event_admitted", admission=admission.value, causes=causes, queue_depth=self.queue.depth)
         if admission is Admission.START:
             self._start(self.queue.running)
@@ -188,6 +196,7 @@ class Service:
                     self.stages,
                     self.notifier,
                     lambda: self._cancel_reason,
+                    self.metrics,
                 )
             except Exception:  # the loop boundary: log once and carry on
                 log.exception("run_crashed", run_id=run_id)
@@ -208,6 +217,7 @@ class Service:
         if self.stopping.is_set():
             return
         self._start(self.queue.finished())
+        self.metrics.queue_depth.set(self.queue.depth)
         self.notifier.status(self._status_line())
 
     def _cancel(self, run_id: str, why: str) -> None:

@@ -8,11 +8,12 @@ from dataclasses import dataclass, replace
 import structlog
 
 from daemon.debounce import Cause, PipelineEvent
-from daemon.errors import CancelledError, GateRejectedError, RetraindError
+from daemon.errors import RetraindError
 from daemon.journal import Journal
+from daemon.metrics import Metrics
 from daemon.notify import Notifier
-from daemon.pipeline import PipelineOutcome, run_stages
-from daemon.progress import LogReporter
+from daemon.pipeline import PipelineOutcome, Reporter, run_stages
+from daemon.progress import Fanout, LogReporter, MetricsReporter, run_status
 from handlers.base import Ports, RunContext, Stage, StageResult
 
 log = structlog.get_logger()
@@ -49,16 +50,6 @@ def trigger_of(causes: frozenset[Cause]) -> str:
     return next((t for t in _TRIGGER_ORDER if t in sources), "manual")
 
 
-def journal_status(outcome: PipelineOutcome) -> str:
-    if outcome.ok:
-        return "succeeded"
-    if isinstance(outcome.error, GateRejectedError):
-        return "gate_rejected"
-    if isinstance(outcome.error, CancelledError):
-        return "cancelled"
-    return "failed"
-
-
 class JournalReporter:
     """Stage progress into the journal and systemd's STATUS= line, beside the JSON log lines."""
 
@@ -91,6 +82,7 @@ def execute(
     stages: Mapping[str, Stage],
     notifier: Notifier,
     cancelled: Callable[[], str | None],
+    metrics: Metrics | None = None,
 ) -> str:
     """Run one queued item to its end; returns the journal status. Never raises RetraindError."""
     trigger = trigger_of(item.causes)
@@ -113,10 +105,11 @@ def execute(
         item.retry_of,
     )
     ctx = replace(ctx, settings=replace(ctx.settings, trigger=trigger))
-    outcome = run_stages(
-        ctx, list(stages.values()), ports, JournalReporter(journal, notifier), cancelled=cancelled
-    )
-    status = journal_status(outcome)
+    reporter: Reporter = JournalReporter(journal, notifier)
+    if metrics is not None:
+        reporter = Fanout(reporter, MetricsReporter(metrics, trigger))
+    outcome = run_stages(ctx, list(stages.values()), ports, reporter, cancelled=cancelled)
+    status = run_status(outcome.error)
     train = outcome.results.get("train")
     register = outcome.results.get("register")
     journal.finish_run(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -25,13 +26,16 @@ class Daemon:
         self.repo, self.data, self.state, self.home, self.extra_env = repo, data, state, home, env
         self.lines: list[dict[str, Any]] = []
         self.proc: subprocess.Popen[str] | None = None
+        self.metrics_port = free_port()
 
     def start(self) -> Daemon:
         # The real HOME: rootless podman keeps its image store and configuration under it.
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RETRAIND_", "MLFLOW_"))}
         config = self.home / "retraind.toml"  # empty: only the flags below count
         config.touch()
-        env.update(RETRAIND_CONFIG=str(config), **self.extra_env)
+        env.update(
+            RETRAIND_CONFIG=str(config), RETRAIND_METRICS_PORT=str(self.metrics_port), **self.extra_env
+        )
         argv = [RETRAIND, "watch", "--json", "--repo", str(self.repo)]
         argv += ["--data-dir", str(self.data), "--state-dir", str(self.state)]
         self.proc = subprocess.Popen(
@@ -87,6 +91,12 @@ class Daemon:
             return self.proc.returncode if self.proc else 0
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def commit_file(repo_path: Path, name: str, content: str, message: str) -> str:
