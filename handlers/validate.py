@@ -59,7 +59,7 @@ class Validate:
         report = read_json(out / "jest.json")
         if result.returncode != 0:
             reasons = failed_tests(report) or [f"jest exited {result.returncode}: {result.tail(5)}"]
-            raise GateRejectedError(NAME, reasons[:MAX_REASONS])
+            raise GateRejectedError(NAME, reasons[:MAX_REASONS], kinds=("jest",))
         return int((report or {}).get("numPassedTests", 0))
 
     def _data(self, ctx: RunContext, ports: Ports, out: Path) -> dict[str, Any]:
@@ -79,7 +79,8 @@ class Validate:
         result = run_checked(ports, job, out / "data-check.log")
         report = read_json(out / "data-check.json")
         if result.returncode == 1:
-            raise GateRejectedError(NAME, data_problems(report)[:MAX_REASONS] or [result.tail(5)])
+            kinds = {str(p.get("check", "other")) for p in (report or {}).get("problems", [])}
+            raise GateRejectedError(NAME, data_problems(report)[:MAX_REASONS] or [result.tail(5)], kinds)
         if result.returncode != 0:
             raise StageFailedError(NAME, result.returncode, result.tail(10))
         return dict(report or {})
