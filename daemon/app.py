@@ -27,6 +27,7 @@ from daemon.journal import Journal
 from daemon.manifest import build_manifest
 from daemon.metrics import Metrics
 from daemon.notify import Notifier
+from daemon.outbox import Outbox
 from daemon.pipeline import PipelineOutcome, Reporter, run_stages
 from daemon.podman import PodmanCli
 from daemon.service import Hooks, Service
@@ -47,13 +48,14 @@ def remove_run_containers(run_id: str) -> list[str]:
     return PodmanCli().stop_labelled(f"io.retraind.run={run_id}")
 
 
-def real_ports(settings: Settings) -> Ports:
+def real_ports(settings: Settings, journal: Journal | None = None) -> Ports:
     if shutil.which("podman") is None:
         raise ConfigError(
             "podman is not installed: sudo apt-get install podman runc uidmap "
             "(then bash tools/setup-podman.sh)"
         )
-    return Ports(PodmanCli(), MlflowTracker(settings.tracking_uri, settings.state_dir / "artifacts"))
+    tracker = MlflowTracker(settings.tracking_uri, settings.state_dir / "artifacts")
+    return Ports(PodmanCli(), tracker, Outbox(journal) if journal is not None else None)
 
 
 def prepare_run(settings: Settings, run_id: str) -> RunContext:
@@ -72,9 +74,22 @@ def run_once(
     stages: Mapping[str, Stage] = STAGES,
     run_id: str | None = None,
 ) -> PipelineOutcome:
-    """Run the whole pipeline once for the repository and data the settings name."""
+    """Run the whole pipeline once for the repository and data the settings name.
+
+    With the real adapters, registrations that an earlier MLflow outage left in the outbox are sent
+    first, and this run's registration waits there too if the server is down.
+    """
     ctx = prepare_run(settings, run_id or new_run_id())
-    return run_stages(ctx, list(stages.values()), ports or real_ports(settings), reporter)
+    if ports is not None:
+        return run_stages(ctx, list(stages.values()), ports, reporter)
+    journal = Journal.open(settings.state_dir / "journal.db")
+    try:
+        ports = real_ports(settings, journal)
+        assert ports.outbox is not None
+        ports.outbox.flush(ports.tracker)
+        return run_stages(ctx, list(stages.values()), ports, reporter)
+    finally:
+        journal.close()
 
 
 # -- the daemon (`retraind watch`) -------------------------------------------------------------
@@ -177,6 +192,7 @@ def build_service(settings: Settings, reload: Callable[[], Settings] | None = No
         reload=reload,
     )
     notifier = Notifier(settings.notify_socket)
-    service = Service(settings, journal, real_ports(settings), STAGES, hooks, notifier, metrics=metrics)
+    ports = real_ports(settings, journal)
+    service = Service(settings, journal, ports, STAGES, hooks, notifier, metrics=metrics)
     hooks.start_intake = start_intake(service)
     return service

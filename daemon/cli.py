@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 
 from daemon import __version__
-from daemon.errors import EXIT_CONFIG, EXIT_CRASH, EXIT_INTERRUPTED, EXIT_OK, RetraindError
+from daemon.errors import EXIT_CONFIG, EXIT_CRASH, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_OK, RetraindError
 
 DESCRIPTION = "Deterministic retraining in rootless Podman, recorded in MLflow."
 EXIT_CODES_HELP = """exit codes:
@@ -145,6 +145,14 @@ def _run(args: argparse.Namespace, json_lines: bool) -> int:
             structlog.get_logger().info("metrics_exported", run_id=run_id, to=exported)
     except OSError as e:  # metrics are not worth failing a run that trained
         structlog.get_logger().warning("metrics_export_failed", run_id=run_id, error=str(e))
+    if outcome.ok and outcome.results["register"].outputs.get("queued"):
+        structlog.get_logger().warning(
+            "registration_deferred",
+            run_id=run_id,
+            advice="MLflow was unreachable: the model is trained and kept; the daemon or the next "
+            "`retraind run` registers it",
+        )
+        return EXIT_INFRA
     return outcome.exit_code
 
 

@@ -7,7 +7,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TABLE stages (run_id TEXT NOT NULL REFERENCES runs(run_id), stage TEXT NOT NULL,
             started_at REAL NOT NULL, finished_at REAL, duration_s REAL, outcome TEXT, summary TEXT,
             PRIMARY KEY (run_id, stage))""",
+    ),
+    (  # 2: the MLflow outbox (daemon/outbox.py): registrations waiting for the tracking server
+        """CREATE TABLE outbox (run_id TEXT PRIMARY KEY, payload TEXT NOT NULL, created_at REAL NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at REAL NOT NULL, last_error TEXT,
+            delivered_at REAL, mlflow_run_id TEXT, model_version TEXT)""",
+        "CREATE INDEX outbox_pending ON outbox(delivered_at, next_attempt_at)",
     ),
 )
 
@@ -168,6 +174,13 @@ class Journal:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    def transaction(self, write: bool = True) -> AbstractContextManager[sqlite3.Connection]:
+        """For modules that keep their own tables in the journal (the outbox)."""
+        return self._tx(write)
+
+    def now(self) -> float:
+        return self._clock()
 
     @contextmanager
     def _tx(self, write: bool = True) -> Iterator[sqlite3.Connection]:

@@ -67,6 +67,8 @@ class Service:
         self._cancel_reason: str | None = None
         self._running: tuple[str, threading.Thread] | None = None
         self._last_ping = 0.0
+        self._flushing: threading.Thread | None = None
+        self._next_flush_check = 0.0
 
     @staticmethod
     def _debouncer(s: Settings) -> Debouncer:
@@ -114,6 +116,7 @@ class Service:
         fired = self.debouncer.poll(self.clock(), self._stat)
         if fired is not None:
             self.admit(fired)
+        self._flush_outbox()
         self._ping_watchdog()
 
     def _shutdown(self) -> None:
@@ -219,6 +222,34 @@ class Service:
         self._start(self.queue.finished())
         self.metrics.queue_depth.set(self.queue.depth)
         self.notifier.status(self._status_line())
+
+    def _flush_outbox(self, every_s: float = 2.0) -> None:
+        """Send registrations that waited for MLflow, in a thread of their own, one flush at a time."""
+        outbox = self.ports.outbox
+        if outbox is None or self.clock() < self._next_flush_check:
+            return
+        self._next_flush_check = self.clock() + every_s
+        if self._flushing is not None and self._flushing.is_alive():
+            return
+        self.metrics.backlog.set(outbox.backlog())
+        if not outbox.due():
+            return
+
+        def flush() -> None:
+            for d in outbox.flush(self.ports.tracker):
+                if d.registration is not None:
+                    log.info(
+                        "outbox_delivered",
+                        run_id=d.run_id,
+                        mlflow_run_id=d.registration.run_id,
+                        model_version=d.registration.model_version,
+                    )
+                else:
+                    log.warning("outbox_retry_later", run_id=d.run_id, error=d.error)
+            self.metrics.backlog.set(outbox.backlog())
+
+        self._flushing = threading.Thread(target=flush, name="outbox", daemon=True)
+        self._flushing.start()
 
     def _cancel(self, run_id: str, why: str) -> None:
         self._cancel_reason = why

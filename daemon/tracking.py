@@ -10,6 +10,7 @@ from typing import Any
 from daemon.errors import TrackingError
 
 CHAMPION = "champion"
+IDEMPOTENCY_TAG = "retraind.run_id"  # one MLflow run per pipeline run, however often it is sent
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,13 @@ class MlflowTracker:
         from mlflow.entities import Metric, Param
 
         client = self._client()
+        experiment_id = self._experiment_id(client, run.experiment)
+        done = self._already_recorded(client, experiment_id, run.tags.get(IDEMPOTENCY_TAG, ""), model_name)
+        if done is not None:
+            return done
         # Tags go in with the run itself, so even a run left RUNNING by a crash can be found.
         created = client.create_run(
-            self._experiment_id(client, run.experiment),
+            experiment_id,
             run_name=run.run_name,
             tags={k: str(v) for k, v in run.tags.items()},
         )
@@ -114,6 +119,21 @@ class MlflowTracker:
             )
         client.set_terminated(run_id, run.status)
         return Registration(run_id, version, champion)
+
+    def _already_recorded(
+        self, client: Any, experiment_id: str, key: str, model_name: str
+    ) -> Registration | None:
+        """Exactly once: a FINISHED run with this key is the answer; a partial one is replaced."""
+        if not key:
+            return None
+        query = f"tags.`{IDEMPOTENCY_TAG}` = '{key}'"
+        for found in client.search_runs([experiment_id], filter_string=query):
+            if found.info.status == "FINISHED":
+                versions = client.search_model_versions(f"run_id = '{found.info.run_id}'")
+                version = str(versions[0].version) if versions else None
+                return Registration(str(found.info.run_id), version, False)
+            client.delete_run(found.info.run_id)  # left by an attempt that died half-way
+        return None
 
     def _register(
         self, client: Any, run_id: str, artifact_uri: str, name: str, tags: Mapping[str, str]

@@ -31,12 +31,20 @@ class Tracker(Protocol):
     def end_interrupted(self, retraind_run_id: str, reason: str) -> list[str]: ...
 
 
+class Outbox(Protocol):
+    def put(self, run_id: str, record: RunRecord, model_name: str, error: str) -> None: ...
+    def backlog(self) -> int: ...
+    def due(self, force: bool = False) -> list[tuple[str, str, int]]: ...
+    def flush(self, tracker: Any, force: bool = False) -> list[Any]: ...
+
+
 @dataclass(frozen=True)
 class Ports:
     """The outside world, as the handlers see it."""
 
     containers: ContainerRunner
     tracker: Tracker
+    outbox: Outbox | None = None  # without one, a tracking outage fails the register stage
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon import __version__
-from daemon.errors import RetraindError
+from daemon.errors import RetraindError, TrackingError
 from daemon.tracking import RunRecord
 from handlers.base import Ports, RunContext, StageResult
 
@@ -78,13 +78,29 @@ class Register:
             artifact_dirs={"": train_dir / "artifacts", "validation": ctx.run_dir / "validate"},
             model_dir=train_dir / "model",
         )
-        reg = ports.tracker.record(record, ctx.settings.model_name)
+        try:
+            reg = ports.tracker.record(record, ctx.settings.model_name)
+        except TrackingError as e:
+            if ports.outbox is None:
+                raise
+            ports.outbox.put(ctx.run_id, record, ctx.settings.model_name, str(e))
+            summary = f"MLflow unreachable: waiting in the outbox ({ports.outbox.backlog()} in all)"
+            return StageResult(
+                NAME,
+                summary,
+                {"mlflow_run_id": None, "model_version": None, "champion": False, "queued": True},
+            )
         alias = " (champion)" if reg.champion else ""
         summary = f"MLflow run {reg.run_id[:8]}, {ctx.settings.model_name} v{reg.model_version}{alias}"
         return StageResult(
             NAME,
             summary,
-            {"mlflow_run_id": reg.run_id, "model_version": reg.model_version, "champion": reg.champion},
+            {
+                "mlflow_run_id": reg.run_id,
+                "model_version": reg.model_version,
+                "champion": reg.champion,
+                "queued": False,
+            },
         )
 
 

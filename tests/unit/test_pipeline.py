@@ -152,3 +152,18 @@ def test_tracking_outage_fails_register_but_not_silently(ctx: RunContext) -> Non
     outcome = run_stages(ctx, list(STAGES.values()), Ports(containers(), tracker), RecordingReporter())
     assert outcome.failed_stage == "register" and outcome.exit_code == EXIT_INFRA
     assert "train" in outcome.results
+
+
+def test_tracking_outage_with_an_outbox_completes_the_run_and_queues_it(
+    ctx: RunContext, tmp_path: Path
+) -> None:
+    from daemon.journal import Journal
+    from daemon.outbox import Outbox
+
+    outbox = Outbox(Journal.open(tmp_path / "journal.db"))
+    tracker = FakeTracker(fail_with=TrackingError("MLflow at http://x failed: refused"))
+    outcome = run_stages(
+        ctx, list(STAGES.values()), Ports(containers(), tracker, outbox), RecordingReporter()
+    )
+    assert outcome.ok and outcome.results["register"].outputs["queued"] is True
+    assert outbox.backlog() == 1
