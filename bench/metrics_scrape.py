@@ -19,11 +19,11 @@ from prometheus_client import CollectorRegistry, Counter, start_http_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from daemon.errors import GateRejectedError  # noqa: E402
-from daemon.metrics import STAGES, Metrics  # noqa: E402
-from daemon.pipeline import PipelineOutcome  # noqa: E402
-from daemon.progress import MetricsReporter  # noqa: E402
-from handlers.base import StageResult  # noqa: E402
+from daemon.errors import GateRejectedError
+from daemon.metrics import STAGES, Metrics
+from daemon.pipeline import PipelineOutcome
+from daemon.progress import MetricsReporter
+from handlers.base import StageResult
 
 
 def free_port() -> int:
