@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 from tests.conftest import ROOT, require_tool
 
 
-def test_jest_suite_passes_on_the_host() -> None:
+def test_jest_suite_passes_on_the_host(tmp_path: Path) -> None:
     require_tool("npm")
+    # package.json's cache directory (/tmp/jest-cache) suits the container's private /tmp; on a
+    # shared host it may belong to another user.
     result = subprocess.run(
-        ["npm", "test", "--silent", "--", "--ci", "--json"],
+        ["npm", "test", "--silent", "--", "--ci", "--json", f"--cacheDirectory={tmp_path}"],
         cwd=ROOT / "scripts",
         capture_output=True,
         text=True,
