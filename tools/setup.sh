@@ -2,7 +2,8 @@
 # Set up this machine for retraind, idempotently (Debian 12; root, or a user with sudo).
 #
 #   bash tools/setup.sh               system packages, Podman config, .venv, base image, corpus
-#   bash tools/setup.sh --dev         the same plus test tools (pytest, ruff, mypy, Jest on the host)
+#   bash tools/setup.sh --dev         the same plus test tools (pytest, ruff, mypy, Jest on the host,
+#                                     PostgreSQL, Prometheus)
 #   bash tools/setup.sh --system-only only what needs root: packages and /etc/containers (CI, as root)
 #
 # Run as a normal user, the pipeline runs rootless (Podman in a user namespace); as root, rootful.
@@ -11,7 +12,10 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(podman runc catatonit uidmap slirp4netns mmdebstrap debootstrap python3 python3-venv
               git ca-certificates)
-DEV_APT_PACKAGES=(systemd)  # systemd-analyze verifies the unit files in the tests
+# systemd-analyze verifies the unit files in the tests; the integration tests start their own
+# PostgreSQL clusters and Prometheus servers on free ports (under systemd, Debian's packages also
+# start system services on 5432 and 9090, which the tests never use).
+DEV_APT_PACKAGES=(systemd postgresql prometheus)
 mode=run
 case "${1:-}" in
   "") ;;
@@ -66,6 +70,10 @@ system_setup
 python_setup
 if [[ $mode == dev ]] && ! cmp -s scripts/package-lock.json scripts/node_modules/.installed-lock; then
   (cd scripts && npm ci --no-audit --no-fund --loglevel=error && cp package-lock.json node_modules/.installed-lock)
+fi
+schema=grafana/schema-check  # the dashboards' JSON schema check (tests only)
+if [[ $mode == dev ]] && ! cmp -s $schema/package-lock.json $schema/node_modules/.installed-lock; then
+  (cd $schema && npm ci --no-audit --no-fund --loglevel=error && cp package-lock.json node_modules/.installed-lock)
 fi
 bash tools/base-image.sh
 PYTHON=.venv/bin/python bash tools/fetch-corpus.sh

@@ -1,4 +1,4 @@
-"""Fixtures for tests that drive real podman, git and MLflow."""
+"""Fixtures for tests that drive real podman, git and MLflow (server-backed services: services.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from daemon.config import Settings, load_settings
 from daemon.pipeline import PipelineOutcome
 from tests.conftest import IN_CI, ROOT, require_tool
 from tests.fakes import RecordingReporter
+from tests.integration.services import mlflow_server, postgres, prometheus  # noqa: F401  (fixtures)
 
 BASE_IMAGE = "localhost/retraind-base:bookworm"
 COPY_IGNORE = shutil.ignore_patterns(
