@@ -221,6 +221,8 @@ class Service:
             return
         self._start(self.queue.finished())
         self.metrics.queue_depth.set(self.queue.depth)
+        if self.ports.outbox is not None:
+            self.metrics.backlog.set(self.ports.outbox.backlog())
         self.notifier.status(self._status_line())
 
     def _flush_outbox(self, every_s: float = 2.0) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,7 @@ class RunRecord:
     tags: Mapping[str, str] = field(default_factory=dict)
     artifact_dirs: Mapping[str, Path] = field(default_factory=dict)  # artifact path -> local dir
     model_dir: Path | None = None  # logged under "model" and registered
+    finished_ms: int = 0  # when the pipeline produced the metrics (kept while the outbox waits)
 
 
 @dataclass(frozen=True)
@@ -41,9 +44,16 @@ def _is_local(uri: str) -> bool:
 class MlflowTracker:
     """The real `Tracker`. MLflow is imported lazily: it costs seconds and most runs never need it."""
 
-    def __init__(self, tracking_uri: str, artifact_root: Path | None = None) -> None:
+    def __init__(
+        self,
+        tracking_uri: str,
+        artifact_root: Path | None = None,
+        http_retries: int = 2,
+        http_timeout_s: int = 20,
+    ) -> None:
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root if _is_local(tracking_uri) else None
+        self.http_retries, self.http_timeout_s = http_retries, http_timeout_s
 
     def _client(self) -> Any:
         import logging
@@ -51,6 +61,9 @@ class MlflowTracker:
         from mlflow.tracking import MlflowClient
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # mlflow sets INFO when imported
+        # MLflow's client retries a dead server for minutes by default; the outbox retries instead.
+        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(self.http_retries)
+        os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(self.http_timeout_s)
 
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
@@ -103,9 +116,10 @@ class MlflowTracker:
             tags={k: str(v) for k, v in run.tags.items()},
         )
         run_id = str(created.info.run_id)
+        now_ms = run.finished_ms or int(time.time() * 1000)  # what the dashboards plot F1 against
         client.log_batch(
             run_id,
-            metrics=[Metric(k, float(v), 0, 0) for k, v in sorted(run.metrics.items())],
+            metrics=[Metric(k, float(v), now_ms, 0) for k, v in sorted(run.metrics.items())],
             params=[Param(k, str(v)) for k, v in sorted(run.params.items())],
         )
         for path, local in sorted(run.artifact_dirs.items()):

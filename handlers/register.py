@@ -4,6 +4,7 @@ register the model and make it champion when there is none yet."""
 from __future__ import annotations
 
 import platform
+import time
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,7 @@ class Register:
             tags=provenance_tags(ctx) | {"retraind.outcome": "success"},
             artifact_dirs={"": train_dir / "artifacts", "validation": ctx.run_dir / "validate"},
             model_dir=train_dir / "model",
+            finished_ms=int(time.time() * 1000),
         )
         try:
             reg = ports.tracker.record(record, ctx.settings.model_name)
