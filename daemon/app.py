@@ -61,7 +61,7 @@ def real_ports(settings: Settings, journal: Journal | None = None) -> Ports:
 def prepare_run(settings: Settings, run_id: str) -> RunContext:
     """Pin what a run reads: the commit, the data manifest, a fresh run directory."""
     git = Pygit2Reader().read(settings.repo)
-    manifest = build_manifest(settings.data_dir, settings.data_glob)
+    manifest = build_manifest(settings.data_dir, settings.data_glob, settings.max_file_bytes)
     run_dir = settings.runs_dir / run_id
     run_dir.mkdir(parents=True)
     return RunContext(run_id, run_dir, settings, git, manifest)
@@ -101,7 +101,7 @@ def head_commit(settings: Settings) -> str:
 
 
 def data_sha256(settings: Settings) -> str:
-    return build_manifest(settings.data_dir, settings.data_glob).sha256
+    return build_manifest(settings.data_dir, settings.data_glob, settings.max_file_bytes).sha256
 
 
 def start_intake(service: Service) -> Callable[[Settings, queue.Queue[RawEvent]], Callable[[], None]]:

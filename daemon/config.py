@@ -35,6 +35,7 @@ class Settings:
     image: str = "localhost/retraind"
     base_image: str = "localhost/retraind-base:bookworm"
     data_glob: str = "*.csv"
+    max_file_bytes: int = 2 * 1024**3  # a data file over this is refused by the gate
     labels: tuple[str, ...] = DEFAULT_LABELS
     max_empty_share: float = 0.05
     seed: int = 42

@@ -22,11 +22,13 @@ class DataFile:
 @dataclass(frozen=True)
 class Manifest:
     files: tuple[DataFile, ...]
+    refused: tuple[tuple[str, str], ...] = ()  # (name, why): entries the gate must refuse
 
     @property
     def sha256(self) -> str:
-        """Digest of the canonical JSON listing: names, sizes and content hashes."""
-        listing = [[f.name, f.size, f.sha256] for f in self.files]
+        """Digest of the canonical JSON listing: names, sizes and content hashes (and refusals)."""
+        listing: list[object] = [[f.name, f.size, f.sha256] for f in self.files]
+        listing += [["refused", name, why] for name, why in self.refused]
         return hashlib.sha256(json.dumps(listing, separators=(",", ":")).encode()).hexdigest()
 
     @property
@@ -42,14 +44,37 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def build_manifest(data_dir: Path, pattern: str) -> Manifest:
-    """Hash every file matching pattern directly in data_dir, in name order."""
+def refusal(path: Path, root: Path, max_file_bytes: int) -> str | None:
+    """Why this entry must not be read as data, or None. Checked before anything reads it."""
+    if path.is_symlink():
+        target = path.resolve()
+        if not target.is_relative_to(root):
+            return f"a symlink to {target}, outside the data directory"
+    if path.is_dir():
+        return "a directory with a data file's name"
+    if not path.is_file():
+        return "not a regular file"
+    size = path.stat().st_size
+    if size > max_file_bytes:
+        return f"{size:,} bytes, over the cap of {max_file_bytes:,} (max_file_bytes)"
+    return None
+
+
+def build_manifest(data_dir: Path, pattern: str, max_file_bytes: int = 2 * 1024**3) -> Manifest:
+    """Hash every file matching pattern directly in data_dir, in name order; list what is refused."""
     if not data_dir.is_dir():
         raise ConfigError(
             f"data directory {data_dir} does not exist; fetch the corpus with "
             f"tools/fetch-corpus.sh {data_dir} or pass --data-dir"
         )
-    paths = sorted(p for p in data_dir.glob(pattern) if p.is_file() and not p.name.startswith("."))
-    if not paths:
+    root = data_dir.resolve()
+    files, refused = [], []
+    for p in sorted(p for p in data_dir.glob(pattern) if not p.name.startswith(".")):
+        why = refusal(p, root, max_file_bytes)
+        if why is not None:
+            refused.append((p.name, why))
+        else:
+            files.append(DataFile(p.name, p.stat().st_size, file_sha256(p)))
+    if not files and not refused:
         raise ConfigError(f"no data files matching {pattern!r} in {data_dir}")
-    return Manifest(tuple(DataFile(p.name, p.stat().st_size, file_sha256(p)) for p in paths))
+    return Manifest(tuple(files), tuple(refused))

@@ -17,6 +17,8 @@ TRIGGERS = ("commit", "data", "schedule", "manual", "rescan", "ci")
 SOURCES = ("commit", "data", "schedule", "manual", "rescan")
 GATE_REASONS = (
     "jest",
+    "parity",
+    "unsafe_file",
     "missing_column",
     "unknown_label",
     "empty_share",

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from daemon.errors import StageFailedError
+from pathlib import Path
+from typing import Any
+
+from daemon.errors import GateRejectedError, StageFailedError
+from daemon.podman import Mount
 from handlers.base import (
+    SCRIPTS,
     Ports,
     RunContext,
     StageResult,
@@ -37,8 +42,29 @@ class Preprocess:
         if result.returncode != 0:
             raise StageFailedError(NAME, result.returncode, result.tail(10))
         summary = read_json(out / "summary.json") or {}
+        parity = self._parity(ctx, ports, out)
         rows = summary.get("rows_out", 0)
-        return StageResult(NAME, f"{rows:,} rows tokenized", {"summary": summary, "dir": str(out)})
+        text = f"{rows:,} rows tokenized; Python port agrees on {parity['rows']:,}"
+        return StageResult(NAME, text, {"summary": summary, "parity": parity, "dir": str(out)})
+
+    def _parity(self, ctx: RunContext, ports: Ports, out: Path) -> dict[str, Any]:
+        """The gate's last check: the served cleaning must equal the trained one on every row."""
+        argv = ("python", f"{SCRIPTS}/parity.py", "--input", f"/out/{OUTPUT}", "--report", "/out/parity.json")
+        job = container_job(ctx, NAME, argv, (Mount(out, "/out", writable=True),), step="parity")
+        result = run_checked(ports, job, out / "parity.log")
+        report: dict[str, Any] = read_json(out / "parity.json") or {}
+        if result.returncode == 1:
+            reasons = [
+                f"Python port differs from Node on {report['mismatches']:,} of {report['rows']:,} rows"
+            ]
+            reasons += [
+                f"{e['file']}:{e['line']}: {e['text']!r}: node {e['node']!r} != python {e['python']!r}"
+                for e in report.get("examples", [])[:5]
+            ]
+            raise GateRejectedError(NAME, reasons, kinds=("parity",))
+        if result.returncode != 0:
+            raise StageFailedError(NAME, result.returncode, result.tail(10))
+        return report
 
 
 STAGE = Preprocess()

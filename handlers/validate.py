@@ -45,6 +45,9 @@ class Validate:
     name = NAME
 
     def run(self, ctx: RunContext, ports: Ports) -> StageResult:
+        if ctx.manifest.refused:  # before any container reads the drop
+            reasons = [f"{name}: refused: {why}" for name, why in ctx.manifest.refused]
+            raise GateRejectedError(NAME, reasons, kinds=("unsafe_file",))
         out = ctx.stage_dir(NAME)
         tests = self._jest(ctx, ports, out)
         checked = self._data(ctx, ports, out)

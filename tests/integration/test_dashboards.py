@@ -34,6 +34,8 @@ TRIGGERS = SOURCES | {"ci"}
 GATE_REASONS = frozenset(
     {
         "jest",
+        "parity",
+        "unsafe_file",
         "missing_column",
         "unknown_label",
         "empty_share",

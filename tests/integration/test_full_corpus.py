@@ -31,3 +31,5 @@ def test_full_corpus_registers_a_champion_with_f1_at_least_072(
     assert metrics["f1_score_weighted"] >= 0.72
     assert outcome.results["train"].outputs["params"]["n_rows"] == 38158
     assert outcome.results["register"].outputs["champion"] is True
+    parity = outcome.results["preprocess"].outputs["parity"]
+    assert (parity["rows"], parity["mismatches"]) == (38158, 0)  # the served cleaning equals the trained

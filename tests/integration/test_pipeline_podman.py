@@ -117,6 +117,12 @@ def test_sample_run_trains_registers_and_serves_from_the_registry(
     model = mlflow.pyfunc.load_model("models:/nlp-sentiment-classifier@champion")
     texts = pd.DataFrame({"text": ["great game!!", "I hate waiting", "meeting moved to 3pm", ""]})
     assert len(model.predict(texts)) == 4
+    # The registered model, on the host, labels the raw test-split texts as the pipeline did.
+    split = pd.read_json(
+        settings.runs_dir / outcome.run_id / "train/artifacts/test_predictions.jsonl", lines=True
+    )
+    assert list(model.predict(split[["text"]])) == split["predicted"].tolist()
+    assert outcome.results["preprocess"].outputs["parity"]["mismatches"] == 0
 
 
 def test_a_broken_preprocessing_change_fails_the_gate_and_trains_nothing(
@@ -185,3 +191,33 @@ def test_the_train_container_has_no_network(tmp_path: Path, run_pipeline: RunPip
     control = PodmanCli().run(replace(sealed, name=sealed.name + "-control", network=True), out / "log")
     server.close()
     assert control.returncode == 0, control.stderr
+
+
+def test_a_diverging_python_port_fails_the_gate_with_examples(
+    tmp_path: Path, run_pipeline: RunPipeline
+) -> None:
+    repo = committed_copy(tmp_path / "repo")
+    port = repo / "scripts/textclean.py"
+    source = port.read_text()
+    diverged = source.replace(
+        'STOP_WORDS = frozenset({"a", "an", "the", "is", "in", "on", "at"})',
+        'STOP_WORDS = frozenset({"a", "an", "the", "is", "in", "on"})',
+    )
+    assert diverged != source
+    port.write_text(diverged)
+    outcome, reporter = run_pipeline(make_settings(tmp_path, repo=repo))
+    assert outcome.exit_code == EXIT_GATE and outcome.failed_stage == "preprocess"
+    assert ("started", "train") not in reporter.events
+    reasons = outcome.error.reasons  # type: ignore[union-attr]
+    assert "Python port differs from Node" in reasons[0] and "node" in reasons[1] and "python" in reasons[1]
+
+
+def test_a_symlink_leaving_the_data_directory_is_refused(tmp_path: Path, run_pipeline: RunPipeline) -> None:
+    data = tmp_path / "drop"
+    data.mkdir()
+    (tmp_path / "elsewhere.csv").write_bytes((ROOT / "data/sample.csv").read_bytes())
+    (data / "tweets.csv").symlink_to(tmp_path / "elsewhere.csv")
+    outcome, reporter = run_pipeline(make_settings(tmp_path, data_dir=data))
+    assert outcome.exit_code == EXIT_GATE and outcome.failed_stage == "validate"
+    assert "outside the data directory" in outcome.error.reasons[0]  # type: ignore[union-attr]
+    assert ("started", "preprocess") not in reporter.events

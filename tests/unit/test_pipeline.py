@@ -37,6 +37,7 @@ def containers(**override) -> FakeContainers:  # type: ignore[no-untyped-def]
         "build-versions": lambda j: ok(j, json.dumps(VERSIONS)),
         "validate-jest": writes("jest.json", JEST_OK),
         "validate-data": writes("data-check.json", DATA_OK),
+        "preprocess-parity": writes("parity.json", {"rows": 100, "mismatches": 0, "examples": []}),
         "preprocess": writes("summary.json", {"rows_out": 100}),
         "train": train_script,
     }
@@ -167,3 +168,26 @@ def test_tracking_outage_with_an_outbox_completes_the_run_and_queues_it(
     )
     assert outcome.ok and outcome.results["register"].outputs["queued"] is True
     assert outbox.backlog() == 1
+
+
+def test_a_parity_mismatch_is_a_gate_rejection_with_examples(ctx: RunContext) -> None:
+    example = {"file": "a.csv", "line": 7, "text": "#win", "node": "win", "python": "#win"}
+    report = {"rows": 100, "mismatches": 3, "examples": [example]}
+    fake = containers(**{"preprocess-parity": writes("parity.json", report, 1)})
+    outcome = run_stages(ctx, list(STAGES.values()), Ports(fake, FakeTracker()), RecordingReporter())
+    assert outcome.exit_code == EXIT_GATE and outcome.failed_stage == "preprocess"
+    assert outcome.error.kinds == {"parity"}  # type: ignore[union-attr]
+    assert "3 of 100 rows" in outcome.error.reasons[0]  # type: ignore[union-attr]
+    assert "a.csv:7" in outcome.error.reasons[1]  # type: ignore[union-attr]
+    assert not any(j.name.endswith("-train") for j in fake.ran)
+
+
+def test_refused_files_stop_the_gate_before_any_container(ctx: RunContext) -> None:
+    from dataclasses import replace
+
+    refused = replace(ctx, manifest=Manifest(ctx.manifest.files, (("leak.csv", "a symlink to /etc/x"),)))
+    fake = containers()
+    outcome = run_stages(refused, list(STAGES.values()), Ports(fake, FakeTracker()), RecordingReporter())
+    assert outcome.exit_code == EXIT_GATE and outcome.error.kinds == {"unsafe_file"}  # type: ignore[union-attr]
+    assert outcome.error.reasons == ("leak.csv: refused: a symlink to /etc/x",)  # type: ignore[union-attr]
+    assert not any("validate" in j.name for j in fake.ran)
