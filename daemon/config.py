@@ -38,6 +38,14 @@ class Settings:
     max_file_bytes: int = 2 * 1024**3  # a data file over this is refused by the gate
     labels: tuple[str, ...] = DEFAULT_LABELS
     max_empty_share: float = 0.05
+    # The data gate (scripts/check-data.js), beyond columns and labels
+    max_latin1_share: float = 0.5  # rows not valid UTF-8 (decoded as latin-1)
+    max_duplicate_share: float = 0.5  # rows repeating an earlier text
+    max_conflict_share: float = 0.05  # rows whose text appears with another label too
+    min_rows_per_class: int = 1
+    max_text_length: int = 10_000  # characters
+    max_label_psi: float = 0.2  # drift of the label distribution against the last accepted drop
+    max_length_psi: float = 0.25  # drift of the text-length distribution
     seed: int = 42
     test_size: float = 0.2
     c: float = 1.0

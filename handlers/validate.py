@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
+from daemon.config import Settings
 from daemon.errors import GateRejectedError, StageFailedError
 from daemon.podman import Mount
 from handlers.base import (
@@ -19,6 +21,7 @@ from handlers.base import (
 )
 
 NAME = "validate"
+REFERENCE = "drift-reference.json"
 MAX_REASONS = 10
 
 
@@ -67,18 +70,21 @@ class Validate:
 
     def _data(self, ctx: RunContext, ports: Ports, out: Path) -> dict[str, Any]:
         s = ctx.settings
+        reference = s.state_dir / REFERENCE
         argv = (
             "node",
             "check-data.js",
             "--report",
             "/out/data-check.json",
-            "--labels",
-            ",".join(s.labels),
-            "--max-empty-share",
-            str(s.max_empty_share),
-            *data_paths(ctx),
+            *gate_options(s),
+            "--write-reference",
+            f"/out/{REFERENCE}",
         )
-        job = container_job(ctx, NAME, argv, data_mounts(ctx, out), step="data")
+        mounts = data_mounts(ctx, out)
+        if reference.is_file():  # drift against the last accepted drop
+            argv += ("--reference", f"/ref/{REFERENCE}")
+            mounts += (Mount(reference, f"/ref/{REFERENCE}"),)
+        job = container_job(ctx, NAME, (*argv, *data_paths(ctx)), mounts, step="data")
         result = run_checked(ports, job, out / "data-check.log")
         report = read_json(out / "data-check.json")
         if result.returncode == 1:
@@ -86,7 +92,24 @@ class Validate:
             raise GateRejectedError(NAME, data_problems(report)[:MAX_REASONS] or [result.tail(5)], kinds)
         if result.returncode != 0:
             raise StageFailedError(NAME, result.returncode, result.tail(10))
+        accepted = out / REFERENCE
+        if accepted.is_file():  # this drop is the reference for the next one
+            tmp = reference.with_suffix(".tmp")
+            shutil.copyfile(accepted, tmp)
+            tmp.replace(reference)
         return dict(report or {})
+
+
+def gate_options(s: Settings) -> tuple[str, ...]:
+    """The configured thresholds, as check-data.js options."""
+    options = {
+        "labels": ",".join(s.labels), "max-empty-share": s.max_empty_share,
+        "max-latin1-share": s.max_latin1_share, "max-duplicate-share": s.max_duplicate_share,
+        "max-conflict-share": s.max_conflict_share, "min-rows-per-class": s.min_rows_per_class,
+        "max-text-length": s.max_text_length, "max-label-psi": s.max_label_psi,
+        "max-length-psi": s.max_length_psi,
+    }  # fmt: skip
+    return tuple(part for k, v in options.items() for part in (f"--{k}", str(v)))
 
 
 STAGE = Validate()

@@ -1,151 +1,100 @@
 #!/usr/bin/env node
 'use strict';
-/** CLI: the data gate; streams sentiment CSV files, checks columns, labels and empty texts, writes a JSON report. */
+/** CLI: the data gate; streams sentiment CSV files through every data check and writes a JSON report. */
 
 const path = require('path');
-const { cleanAndTokenize } = require('./textclean');
-const { readRecords, checkInputFiles, missingColumnMessage, printable, MissingColumnError, CsvParseError } = require('./csvstream');
-const { parseCli, runMain, writeJson, UsageError, EXIT_OK } = require('./cli');
+const { checkInputFiles, printable } = require('./csvstream');
+const { runMain, writeJson, EXIT_OK } = require('./cli');
+const { readArgs, USAGE } = require('./checks/options');
+const { scanFile, newTotals } = require('./checks/scan');
+const { overallProblems, scopeName } = require('./checks/overall');
+const { buildReference, readReference, compareWithReference, binNames } = require('./checks/drift');
+const { MAX_LABEL_CHARS } = require('./checks/labels');
 
-const USAGE = 'usage: node check-data.js --report REPORT.json [--labels negative,neutral,positive] [--max-empty-share 0.05] INPUT.csv [...]';
-const OPTIONS = {
-  report: { type: 'string' },
-  labels: { type: 'string', default: 'negative,neutral,positive' },
-  'max-empty-share': { type: 'string', default: '0.05' },
-  help: { type: 'boolean', short: 'h' },
-};
 const EXIT_REJECTED = 1;
-const FIRST_LINES_KEPT = 5;
-/** Distinct unknown labels tracked per file, so garbage input cannot grow memory; the rest are pooled. */
-const MAX_UNKNOWN_LABELS = 20;
-const MAX_LABEL_CHARS = 64;
-const MAX_COLUMNS_REPORTED = 20;
 
-/** Validates the command line into {report, labels, maxEmptyShare, inputs, help}. */
-function readArgs(argv) {
-  const { values, positionals } = parseCli(argv, OPTIONS);
-  if (values.help) return { help: true };
-  if (!values.report) throw new UsageError('the --report option is required');
-  const labels = values.labels.split(',').map((l) => l.trim()).filter((l) => l.length > 0);
-  if (labels.length === 0) throw new UsageError('--labels needs at least one label');
-  const maxEmptyShare = Number(values['max-empty-share']);
-  if (values['max-empty-share'].trim() === '' || !(maxEmptyShare >= 0 && maxEmptyShare <= 1)) {
-    throw new UsageError(`--max-empty-share must be a number from 0 to 1, got '${values['max-empty-share']}'`);
+/** Streams every file, then runs the checks over the whole drop; returns {totals, dup, fileStats, problems, warnings, drift}. */
+async function runChecks(settings, reference) {
+  const totals = newTotals(settings.labels);
+  const fileStats = [];
+  for (const input of settings.inputs) fileStats.push(await scanFile(input, settings, totals));
+  const dup = totals.index.totals();
+  const problems = [...fileStats.flatMap((s) => s.problems), ...overallProblems(totals, dup, fileStats, settings)];
+  let drift = null;
+  if (reference !== null && totals.rows > 0) {
+    const scope = scopeName(fileStats.map((s) => s.file));
+    const compared = compareWithReference(reference, path.basename(settings.reference), totals.labelCounts, totals.lengthCounts, settings, scope);
+    drift = compared.drift;
+    problems.push(...compared.problems);
   }
-  if (positionals.length === 0) throw new UsageError('no input CSV file given');
-  return { report: values.report, labels, maxEmptyShare, inputs: positionals };
+  return { totals, dup, fileStats, problems, warnings: fileStats.flatMap((s) => s.warnings), drift };
 }
 
-/** Returns word, with an s unless n is 1. */
-function plural(n, word) {
-  return n === 1 ? word : `${word}s`;
-}
-
-/** Shortens a label or column name read from a file, so that reports stay small. */
-function shorten(label) {
-  return label.length > MAX_LABEL_CHARS ? `${label.slice(0, MAX_LABEL_CHARS)}...` : label;
-}
-
-/** Counts one file's unknown labels with their first line numbers; turns them into problems. */
-function unknownLabels(file) {
-  const tracked = new Map();
-  const pooled = { count: 0, lines: [] };
+/** The JSON report: the original fields first, then duplicates, per-file figures, lengths, drift, warnings. */
+function buildReport(settings, result) {
+  const { totals, dup, fileStats, problems, warnings, drift } = result;
+  const share = (n) => (totals.rows === 0 ? 0 : n / totals.rows);
   return {
-    /** Records a row; returns whether the label is tracked by name (else pooled). */
-    add(label, line) {
-      if (!tracked.has(label) && tracked.size >= MAX_UNKNOWN_LABELS) {
-        pooled.count += 1;
-        if (pooled.lines.length < FIRST_LINES_KEPT) pooled.lines.push(line);
-        return false;
-      }
-      const entry = tracked.get(label) || { count: 0, lines: [] };
-      entry.count += 1;
-      if (entry.lines.length < FIRST_LINES_KEPT) entry.lines.push(line);
-      tracked.set(label, entry);
-      return true;
-    },
-    problems() {
-      const named = [...tracked].map(([label, { count, lines }]) => ({
-        check: 'unknown_label', file, label, count, lines,
-        message: `${file}: unknown label ${printable(JSON.stringify(label), MAX_LABEL_CHARS + 8)} on ${count} ${plural(count, 'row')} (first at ${plural(lines.length, 'line')} ${lines.join(', ')})`,
-      }));
-      if (pooled.count === 0) return named;
-      return [...named, {
-        check: 'unknown_label', file, label: null, count: pooled.count, lines: pooled.lines,
-        message: `${file}: ${pooled.count} more ${plural(pooled.count, 'row')} with other unknown labels (first at ${plural(pooled.lines.length, 'line')} ${pooled.lines.join(', ')})`,
-      }];
+    passed: problems.length === 0,
+    rows: totals.rows,
+    files: settings.inputs.map((p) => path.basename(p)),
+    label_counts: Object.fromEntries(totals.labelCounts),
+    empty_after_cleaning: totals.empty,
+    empty_share: share(totals.empty),
+    latin1_rows: totals.latin1Rows,
+    problems,
+    warnings,
+    duplicate_texts: dup.duplicate_texts,
+    duplicate_rows: dup.duplicate_rows,
+    duplicate_share: share(dup.duplicate_rows),
+    conflicting_texts: dup.conflicting_texts,
+    conflicting_rows: dup.conflicting_rows,
+    conflict_share: share(dup.conflicting_rows),
+    per_file: fileStats.map((s) => ({ file: s.file, rows: s.rows, latin1_rows: s.latin1.count, latin1_share: s.rows === 0 ? 0 : s.latin1.count / s.rows })),
+    text_lengths: { bins: binNames(), counts: [...totals.lengthCounts] },
+    drift,
+    limits: {
+      labels: settings.labels,
+      max_empty_share: settings.maxEmptyShare,
+      max_latin1_share: settings.maxLatin1Share,
+      max_duplicate_share: settings.maxDuplicateShare,
+      max_conflict_share: settings.maxConflictShare,
+      min_rows_per_class: settings.minRowsPerClass,
+      max_text_length: settings.maxTextLength,
+      max_problem_lines: settings.maxProblemLines,
+      max_label_psi: settings.maxLabelPsi,
+      max_length_psi: settings.maxLengthPsi,
     },
   };
 }
 
-/** Streams one file into totals; returns its problems (missing columns, parse error, unknown labels). */
-async function checkFile(filePath, allowed, totals) {
-  const file = path.basename(filePath);
-  const unknown = unknownLabels(file);
-  const problems = [];
-  try {
-    for await (const row of readRecords(filePath)) {
-      totals.rows += 1;
-      if (row.encoding === 'latin-1') totals.latin1Rows += 1;
-      if (cleanAndTokenize(row.text).length === 0) totals.empty += 1;
-      const label = allowed.has(row.sentiment) ? row.sentiment : shorten(row.sentiment);
-      if (allowed.has(label) || unknown.add(label, row.line)) totals.labelCounts.set(label, (totals.labelCounts.get(label) || 0) + 1);
-    }
-  } catch (err) {
-    if (err instanceof MissingColumnError) {
-      const found = err.found.slice(0, MAX_COLUMNS_REPORTED).map(shorten);
-      for (const column of err.missing) {
-        problems.push({ check: 'missing_column', file, column, columns_found: found, message: missingColumnMessage(file, column, err.found) });
-      }
-    } else if (err instanceof CsvParseError) {
-      problems.push({ check: 'parse_error', file, line: err.line, message: err.message });
-    } else {
-      throw err;
-    }
-  }
-  return [...problems, ...unknown.problems()];
-}
-
-/** Checks over all files together: at least one row, and the share of rows left empty by cleaning. */
-function overallProblems(totals, maxEmptyShare) {
-  if (totals.rows === 0) return [{ check: 'no_rows', file: null, message: 'no data rows in any input file' }];
-  const share = totals.empty / totals.rows;
-  if (share <= maxEmptyShare) return [];
-  return [{
-    check: 'empty_share', file: null, empty: totals.empty, rows: totals.rows, share, threshold: maxEmptyShare,
-    message: `${totals.empty} of ${totals.rows} rows (${(share * 100).toFixed(1)}%) are empty after cleaning, above the limit of ${(maxEmptyShare * 100).toFixed(1)}%`,
-  }];
+/** The human summary: one line per problem, then warnings, then the verdict. */
+function summaryLines(report) {
+  const lines = [...report.problems.map((p) => p.message), ...report.warnings.map((w) => `warning: ${w.message}`)];
+  if (!report.passed) return [...lines, `data check rejected: ${report.problems.length} ${report.problems.length === 1 ? 'problem' : 'problems'}`];
+  const counts = Object.entries(report.label_counts).map(([label, n]) => `${printable(label, MAX_LABEL_CHARS)}=${n}`).join(' ');
+  return [...lines, `data check passed: ${report.rows} rows, label counts ${counts}`];
 }
 
 /** Runs the gate: 0 passed, 1 rejected; usage and IO problems throw errors whose exitCode is 2. */
 async function main(argv) {
-  const args = readArgs(argv);
-  if (args.help) {
+  const settings = readArgs(argv);
+  if (settings.help) {
     process.stdout.write(`${USAGE}\n`);
     return EXIT_OK;
   }
-  await checkInputFiles(args.inputs);
-  const totals = { rows: 0, empty: 0, latin1Rows: 0, labelCounts: new Map(args.labels.map((l) => [l, 0])) };
-  const problems = [];
-  for (const input of args.inputs) problems.push(...(await checkFile(input, new Set(args.labels), totals)));
-  problems.push(...overallProblems(totals, args.maxEmptyShare));
-  const report = {
-    passed: problems.length === 0,
-    rows: totals.rows,
-    files: args.inputs.map((p) => path.basename(p)),
-    label_counts: Object.fromEntries(totals.labelCounts),
-    empty_after_cleaning: totals.empty,
-    empty_share: totals.rows === 0 ? 0 : totals.empty / totals.rows,
-    latin1_rows: totals.latin1Rows,
-    problems,
-  };
-  await writeJson(args.report, report);
-  const counts = Object.entries(report.label_counts).map(([label, n]) => `${printable(label, MAX_LABEL_CHARS)}=${n}`).join(' ');
-  const lines = report.passed ? [`data check passed: ${report.rows} rows, label counts ${counts}`] : problems.map((p) => p.message);
-  process.stdout.write(`${lines.join('\n')}\n`);
+  await checkInputFiles(settings.inputs);
+  const reference = settings.reference === null ? null : await readReference(settings.reference);
+  const result = await runChecks(settings, reference);
+  const report = buildReport(settings, result);
+  await writeJson(settings.report, report);
+  if (settings.writeReference !== null) {
+    await writeJson(settings.writeReference, buildReference(settings.labels, result.totals.labelCounts, result.totals.lengthCounts, report.passed));
+  }
+  process.stdout.write(`${summaryLines(report).join('\n')}\n`);
   return report.passed ? EXIT_OK : EXIT_REJECTED;
 }
 
 if (require.main === module) runMain(main, USAGE);
 
-module.exports = { main, checkFile, overallProblems };
+module.exports = { main, runChecks, buildReport, summaryLines };

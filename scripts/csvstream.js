@@ -25,11 +25,12 @@ class MissingColumnError extends Error {
 
 /** The CSV syntax of a file is broken; `line` is where the offending record starts. */
 class CsvParseError extends Error {
-  constructor(file, line, reason) {
+  /** `code` is csv-parse's (CSV_QUOTE_NOT_CLOSED, ...); `bytes` how far the parser had read when it failed. */
+  constructor(file, line, reason, code = null, bytes = null) {
     super(`${file}: CSV parse error in the record starting at line ${line}: ${reason}`);
     this.name = 'CsvParseError';
     this.exitCode = 1;
-    Object.assign(this, { file, line, reason });
+    Object.assign(this, { file, line, reason, code, bytes });
   }
 }
 
@@ -84,28 +85,43 @@ async function checkInputFiles(paths) {
   }
 }
 
-/** Maps the header row's raw fields to the index of each required column. */
-function columnIndex(file, headerFields, required) {
-  const names = headerFields.map((field) => decodeField(field).text.trim());
+/** Decodes the header row's raw fields into trimmed column names (a leading UTF-8 BOM dropped). */
+function headerNames(headerFields) {
+  return headerFields.map((field) => decodeField(field).text.trim());
+}
+
+/** Maps the header row's column names to the index of each required column. */
+function columnIndex(file, names, required) {
   const missing = required.filter((column) => !names.includes(column));
   if (missing.length > 0) throw new MissingColumnError(file, missing, names);
   return Object.fromEntries(required.map((column) => [column, names.indexOf(column)]));
 }
 
-/** Decodes the needed fields of one record; the row is latin-1 if any of them was not valid UTF-8. */
+/** Whether any field of a record holds a NUL byte. */
+function hasNulByte(fields) {
+  for (let i = 0; i < fields.length; i += 1) if (fields[i].indexOf(0) !== -1) return true;
+  return false;
+}
+
+/**
+ * Decodes the needed fields of one record; the row is latin-1 if any of them was not valid UTF-8.
+ * `nul: true` is added only to a row with a NUL byte in any field (so ordinary rows keep their shape).
+ */
 function toRow(file, line, fields, index) {
   const sentiment = decodeField(fields[index.sentiment]);
   const text = decodeField(fields[index.text]);
   const latin1 = sentiment.encoding === 'latin-1' || text.encoding === 'latin-1';
-  return { file, line, sentiment: sentiment.text.trim(), text: text.text, encoding: latin1 ? 'latin-1' : 'utf-8' };
+  const row = { file, line, sentiment: sentiment.text.trim(), text: text.text, encoding: latin1 ? 'latin-1' : 'utf-8' };
+  if (hasNulByte(fields)) row.nul = true;
+  return row;
 }
 
 /** Turns a csv-parse error into a CsvParseError: line numbers dropped (csv-parse counts CRLF twice), Buffers decoded. */
-function parseError(err, file, line) {
+function parseError(err, file, line, bytes) {
   const reason = err.message
     .replace(/ (?:at|on) line \d+/g, '')
     .replace(/\{"type":"Buffer","data":\[([\d,]*)\]\}/g, (_, bytes) => JSON.stringify(decodeField(Buffer.from(bytes ? bytes.split(',').map(Number) : [])).text));
-  return new CsvParseError(file, line, printable(reason, MAX_REASON_CHARS));
+  return new CsvParseError(file, line, printable(reason, MAX_REASON_CHARS), err.code || null, bytes);
 }
 
 /** Tracks the physical line where each record starts, from csv-parse's per-record info. */
@@ -117,7 +133,9 @@ function lineTracker() {
     consume(fields, emptyLines) {
       const line = this.peek(emptyLines);
       emptyLinesSeen = emptyLines;
-      nextLine = line + 1 + fields.reduce((sum, field) => sum + countLineBreaks(field), 0);
+      let breaks = 0;
+      for (let i = 0; i < fields.length; i += 1) breaks += countLineBreaks(fields[i]);
+      nextLine = line + 1 + breaks;
       return line;
     },
     /** Returns where the next record starts, given the blank lines skipped so far. */
@@ -131,8 +149,9 @@ function lineTracker() {
  * Yields {file, line, sentiment, text, encoding} for each data row of one CSV file, in constant memory.
  * `line` is the 1-based physical line where the record starts (quoted newlines and blank lines counted).
  * Every row before a syntax error is yielded, then the CsvParseError is thrown.
+ * `hooks.onHeader(names)`, if given, receives the header's column names before the first row.
  */
-async function* readRecords(filePath, required = REQUIRED_COLUMNS) {
+async function* readRecords(filePath, required = REQUIRED_COLUMNS, hooks = {}) {
   const file = path.basename(filePath);
   const lines = lineTracker();
   const source = fs.createReadStream(filePath);
@@ -145,12 +164,14 @@ async function* readRecords(filePath, required = REQUIRED_COLUMNS) {
     const line = lines.consume(fields, info.empty_lines);
     if (failure !== null) return null;
     if (index !== null) return toRow(file, line, fields, index);
-    index = columnIndex(file, fields, required);
+    const names = headerNames(fields);
+    if (hooks.onHeader) hooks.onHeader(names);
+    index = columnIndex(file, names, required);
     return null;
   };
   const onSkip = (err) => {
     if (failure !== null) return;
-    failure = parseError(err, file, lines.peek(parser.info.empty_lines));
+    failure = parseError(err, file, lines.peek(parser.info.empty_lines), parser.info.bytes);
     process.nextTick(() => {
       source.unpipe(parser);
       source.destroy();

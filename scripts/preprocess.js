@@ -5,6 +5,7 @@
 const path = require('path');
 const { cleanAndTokenize } = require('./textclean');
 const { readRecords, checkInputFiles } = require('./csvstream');
+const { textHash } = require('./checks/duplicates');
 const { parseCli, runMain, writeOutput, writeJson, UsageError, EXIT_OK } = require('./cli');
 
 const USAGE = 'usage: node preprocess.js --output OUT.jsonl [--summary SUMMARY.json] INPUT.csv [INPUT2.csv ...]';
@@ -19,12 +20,27 @@ function readArgs(argv) {
   return { output: values.output, summary: values.summary, inputs: positionals };
 }
 
-/** Yields one JSON line per row with tokens, in file order, counting into stats as it goes. */
+/**
+ * Yields one JSON line per row with tokens, counting into stats as it goes.
+ *
+ * The training set is the union of the input files in the order given (the pipeline passes them
+ * sorted by file name), each file in line order. De-duplication policy: the first row of each text
+ * (compared after trimming) is kept; every later row with the same text is dropped, whatever its
+ * label, so one text can never sit on both sides of the train/test split. Rows whose text is empty
+ * after cleaning are dropped too. Both are counted in the summary.
+ */
 async function* jsonLines(inputs, stats) {
+  const seen = new Set();
   for (const input of inputs) {
     for await (const row of readRecords(input)) {
       stats.rows_in += 1;
       if (row.encoding === 'latin-1') stats.latin1_rows += 1;
+      const key = textHash(row.text.trim());
+      if (seen.has(key)) {
+        stats.dropped_duplicates += 1;
+        continue;
+      }
+      seen.add(key);
       const tokens = cleanAndTokenize(row.text);
       if (tokens.length === 0) {
         stats.dropped_empty += 1;
@@ -46,7 +62,7 @@ async function main(argv) {
   }
   await checkInputFiles(args.inputs);
   const started = process.hrtime.bigint();
-  const stats = { rows_in: 0, rows_out: 0, dropped_empty: 0, latin1_rows: 0 };
+  const stats = { rows_in: 0, rows_out: 0, dropped_duplicates: 0, dropped_empty: 0, latin1_rows: 0 };
   await writeOutput(args.output, jsonLines(args.inputs, stats));
   const durationS = Number(process.hrtime.bigint() - started) / 1e9;
   const summary = { ...stats, files: args.inputs.map((p) => path.basename(p)), duration_s: Math.round(durationS * 1000) / 1000 };

@@ -28,7 +28,12 @@ describe('check-data.js', () => {
     expect(result.code).toBe(0);
     expect(result.report).toEqual({
       passed: true, rows: 4, files: ['good.csv'], label_counts: { negative: 1, neutral: 1, positive: 2 },
-      empty_after_cleaning: 0, empty_share: 0, latin1_rows: 0, problems: [],
+      empty_after_cleaning: 0, empty_share: 0, latin1_rows: 0, problems: [], warnings: [],
+      duplicate_texts: 0, duplicate_rows: 0, duplicate_share: 0, conflicting_texts: 0, conflicting_rows: 0, conflict_share: 0,
+      per_file: [{ file: 'good.csv', rows: 4, latin1_rows: 0, latin1_share: 0 }],
+      text_lengths: { bins: expect.any(Array), counts: [4, 0, 0, 0, 0, 0, 0, 0, 0] },
+      drift: null,
+      limits: expect.objectContaining({ labels: ['negative', 'neutral', 'positive'], max_empty_share: 0.05, max_text_length: 10000 }),
     });
     expect(result.stdout).toBe('data check passed: 4 rows, label counts negative=1 neutral=1 positive=2\n');
   });

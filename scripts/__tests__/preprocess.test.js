@@ -95,3 +95,22 @@ describe('preprocess.js', () => {
     expect(result.stderr).toContain('absent.csv: no such file');
   });
 });
+
+describe('preprocess.js de-duplication policy', () => {
+  const fs = require('fs');
+  const os = require('os');
+  const path = require('path');
+  const { execFileSync } = require('child_process');
+  test('keeps the first row of each text across files, in the order given, whatever the later label', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dedup-'));
+    fs.writeFileSync(path.join(dir, 'a.csv'), 'sentiment,text\npositive,Great day\nnegative,awful\n');
+    fs.writeFileSync(path.join(dir, 'b.csv'), 'sentiment,text\nnegative,  Great day \npositive,new one\n');
+    const out = path.join(dir, 'out.jsonl');
+    const summary = JSON.parse(execFileSync('node', [path.join(__dirname, '..', 'preprocess.js'), '--output', out,
+      path.join(dir, 'a.csv'), path.join(dir, 'b.csv')]).toString());
+    const rows = fs.readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(rows.map((r) => [r.file, r.sentiment, r.tokens])).toEqual([
+      ['a.csv', 'positive', 'great day'], ['a.csv', 'negative', 'awful'], ['b.csv', 'positive', 'new one']]);
+    expect(summary).toMatchObject({ rows_in: 4, rows_out: 3, dropped_duplicates: 1, dropped_empty: 0 });
+  });
+});

@@ -1,0 +1,98 @@
+"""Benchmark the data gate and the preprocessing: rows per second of `check-data.js` + `preprocess.js`
+over the full corpus replicated to about 380,000 rows, beside pandas `read_csv` plus the equivalent
+string operations (lowercase, strip, split, stop words, label counts, empties) on the same file.
+
+Usage: .venv/bin/python bench/validate_preprocess.py [--copies 10] [--data-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from daemon.config import load_settings  # noqa: E402
+
+STOP_WORDS = {"a", "an", "the", "is", "in", "on", "at"}
+
+
+def replicate(corpus: Path, copies: int, target: Path) -> int:
+    """The corpus's records (latin-1 round-trips every byte; records may span lines), copies times."""
+    with corpus.open(encoding="latin-1", newline="") as src:
+        header, *rows = list(csv.reader(src))
+    with target.open("w", encoding="latin-1", newline="") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+        for _ in range(copies):
+            writer.writerows(rows)
+    return len(rows) * copies
+
+
+def timed(argv: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def pandas_equivalent(path: Path) -> float:
+    """What a notebook would do: read, decode, clean, tokenize, count labels and empties."""
+    started = time.perf_counter()
+    frame = pd.read_csv(path, encoding="latin-1")
+    assert {"sentiment", "text"} <= set(frame.columns)
+    cleaned = frame["text"].fillna("").str.lower().str.replace(r"[^\w\s]|_", "", regex=True)
+    tokens = cleaned.str.split().map(lambda ts: [t for t in ts if t not in STOP_WORDS])
+    _ = frame["sentiment"].str.strip().value_counts()
+    _ = (tokens.map(len) == 0).mean()
+    _ = tokens.map(" ".join)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--copies", type=int, default=10)
+    p.add_argument("--data-dir", type=Path)
+    args = p.parse_args()
+    data_dir = args.data_dir or load_settings({}).data_dir
+    with tempfile.TemporaryDirectory(prefix="retraind-bench-") as tmp:
+        big = Path(tmp) / "big.csv"
+        rows = replicate(data_dir / "tweets.csv", args.copies, big)
+        scripts = ROOT / "scripts"
+        validate_s = timed(
+            [
+                "node",
+                str(scripts / "check-data.js"),
+                "--report",
+                f"{tmp}/report.json",
+                "--max-duplicate-share",
+                "1",
+                str(big),
+            ]
+        )
+        preprocess_s = timed(
+            ["node", str(scripts / "preprocess.js"), "--output", f"{tmp}/out.jsonl", str(big)]
+        )
+        pandas_s = pandas_equivalent(big)
+    ours = validate_s + preprocess_s
+    print(f"{rows:,} rows ({args.copies} copies of the corpus), {big.name}")
+    print(f"{'step':<40}{'seconds':>9}{'rows/s':>12}")
+    for name, seconds in (
+        ("check-data.js (validate)", validate_s),
+        ("preprocess.js", preprocess_s),
+        ("validate + preprocess", ours),
+        ("pandas read_csv + string ops", pandas_s),
+    ):
+        print(f"{name:<40}{seconds:>9.2f}{rows / seconds:>12,.0f}")
+    print(f"validate + preprocess / pandas: {ours / pandas_s:.2f}x the time")
+
+
+if __name__ == "__main__":
+    main()
