@@ -25,9 +25,25 @@ GATE_REASONS = (
     "no_rows",
     "parse_error",
     "encoding",
+    "binary",
+    "duplicates",
+    "conflicts",
+    "class_balance",
+    "text_length",
     "drift",
     "other",
 )
+# check-data.js's problem kinds, folded into the bounded reasons above.
+_GATE_KIND_REASON = {
+    "nul_bytes": "binary",
+    "duplicate": "duplicates",
+    "conflicting_labels": "conflicts",
+    "single_class": "class_balance",
+    "class_too_small": "class_balance",
+    "text_too_long": "text_length",
+    "drift_labels": "drift",
+    "drift_lengths": "drift",
+}
 
 
 def bounded(value: str, allowed: tuple[str, ...], fallback: str = "other") -> str:
@@ -133,9 +149,10 @@ class Metrics:
         for source in sources:
             self.events.labels(bounded(source, SOURCES, "manual")).inc()
 
-    def gate_failure(self, reasons: set[str]) -> None:
-        for reason in reasons or {"other"}:
-            self.gate_failures.labels(bounded(reason, GATE_REASONS)).inc()
+    def gate_failure(self, kinds: set[str]) -> None:
+        reasons = {bounded(_GATE_KIND_REASON.get(kind, kind), GATE_REASONS) for kind in kinds} or {"other"}
+        for reason in reasons:
+            self.gate_failures.labels(reason).inc()
 
 
 def export_oneshot(registry: CollectorRegistry, pushgateway_url: str, textfile_dir: str) -> list[str]:

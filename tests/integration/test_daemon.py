@@ -162,3 +162,29 @@ def test_idle_daemon_reloads_on_sighup_and_stops_cleanly_on_sigterm(daemon: Daem
     daemon.wait_log(lambda e: e.get("event") == "config_reloaded", 30)
     assert daemon.stop() == 0
     assert daemon.runs() == []
+
+
+def test_bad_drops_are_rejected_without_stopping_the_daemon_and_a_good_one_then_trains(
+    daemon: Daemon,
+) -> None:
+    import os
+    import urllib.request
+
+    daemon.start()
+    (daemon.data / "garbage.csv").write_bytes(os.urandom(64 * 1024))
+    (rejected,) = daemon.wait_runs(1, 240)
+    assert rejected.status == "gate_rejected" and rejected.failed_stage == "validate"
+    assert "garbage.csv" in (rejected.error or "")
+    (daemon.data / "garbage.csv").unlink()
+    (daemon.data / "utf16.csv").write_bytes("sentiment,text\npositive,good\n".encode("utf-16"))
+    second = daemon.wait_runs(2, 240)[-1]
+    assert second.status == "gate_rejected" and "UTF-16" in (second.error or "")
+    (daemon.data / "utf16.csv").unlink()
+    drop(daemon.data, "good.csv")
+    good = daemon.wait_runs(3, 240)[-1]
+    assert good.status == "succeeded" and good.model_version == "1"  # bad drops never registered
+    url = f"http://127.0.0.1:{daemon.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as r:
+        metrics = r.read().decode()
+    assert 'retraind_gate_failures_total{reason="binary"} 2.0' in metrics
+    assert daemon.proc is not None and daemon.proc.poll() is None

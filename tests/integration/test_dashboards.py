@@ -42,6 +42,11 @@ GATE_REASONS = frozenset(
         "no_rows",
         "parse_error",
         "encoding",
+        "binary",
+        "duplicates",
+        "conflicts",
+        "class_balance",
+        "text_length",
         "drift",
         "other",
     }

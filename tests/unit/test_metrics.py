@@ -79,3 +79,12 @@ def test_oneshot_run_leaves_a_textfile_for_node_exporter(tmp_path: Path) -> None
     Metrics(registry)
     assert export_oneshot(registry, "", str(tmp_path)) == [f"{tmp_path}/retraind.prom"]
     assert "retraind_build_info" in (tmp_path / "retraind.prom").read_text()
+
+
+def test_fine_grained_gate_checks_fold_into_bounded_reasons() -> None:
+    registry = CollectorRegistry()
+    Metrics(registry).gate_failure({"drift_labels", "drift_lengths", "nul_bytes", "class_too_small"})
+    v = registry.get_sample_value
+    assert v("retraind_gate_failures_total", {"reason": "drift"}) == 1  # one rejection, one count
+    assert v("retraind_gate_failures_total", {"reason": "binary"}) == 1
+    assert v("retraind_gate_failures_total", {"reason": "class_balance"}) == 1
