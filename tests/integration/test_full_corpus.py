@@ -31,5 +31,7 @@ def test_full_corpus_registers_a_champion_with_f1_at_least_072(
     assert metrics["f1_score_weighted"] >= 0.72
     assert outcome.results["train"].outputs["params"]["n_rows"] == 37243  # 38,158 less 915 repeated texts
     assert outcome.results["register"].outputs["champion"] is True
+    report = outcome.results["validate"].outputs["data_report"]  # passes with the default thresholds
+    assert (report["latin1_rows"], report["duplicate_rows"]) == (4934, 915)
     parity = outcome.results["preprocess"].outputs["parity"]
     assert (parity["rows"], parity["mismatches"]) == (37243, 0)  # the served cleaning equals the trained

@@ -191,3 +191,24 @@ def test_refused_files_stop_the_gate_before_any_container(ctx: RunContext) -> No
     assert outcome.exit_code == EXIT_GATE and outcome.error.kinds == {"unsafe_file"}  # type: ignore[union-attr]
     assert outcome.error.reasons == ("leak.csv: refused: a symlink to /etc/x",)  # type: ignore[union-attr]
     assert not any("validate" in j.name for j in fake.ran)
+
+
+def test_drift_is_checked_against_the_last_accepted_drop_which_this_one_then_replaces(
+    ctx: RunContext,
+) -> None:
+    reference = ctx.settings.state_dir / "drift-reference.json"
+    reference.parent.mkdir(parents=True, exist_ok=True)
+    reference.write_text('{"old": true}')
+
+    def data_check(job):  # type: ignore[no-untyped-def]
+        out = next(m.host for m in job.mounts if m.container == "/out")
+        (out / "drift-reference.json").write_text('{"new": true}')
+        return writes("data-check.json", DATA_OK)(job)
+
+    fake = containers(**{"validate-data": data_check})
+    assert run_stages(ctx, list(STAGES.values()), Ports(fake, FakeTracker()), RecordingReporter()).ok
+    job = next(j for j in fake.ran if j.name.endswith("validate-data"))
+    assert job.argv[job.argv.index("--reference") :][:2] == ("--reference", "/ref/drift-reference.json")
+    assert any(m.host == reference and not m.writable for m in job.mounts)
+    assert "--max-label-psi" in job.argv and "--write-reference" in job.argv
+    assert reference.read_text() == '{"new": true}'
