@@ -49,6 +49,9 @@ function overallProblems(totals, dup, fileStats, settings) {
   return [
     ...shareProblems('empty_share', fileStats, 'empty', emptyShare, settings.maxEmptyShare, 'are empty after cleaning',
       { empty: totals.empty, rows: totals.rows }),
+    // Judged over the whole drop, like the shares below: a file of three rows says little alone.
+    ...shareProblems('encoding', fileStats, 'latin1', totals.latin1Rows / totals.rows, settings.maxLatin1Share,
+      'are not valid UTF-8 and were decoded as latin-1', { latin1_rows: totals.latin1Rows }),
     ...shareProblems('duplicate', fileStats, 'duplicate', dup.duplicate_rows / totals.rows, settings.maxDuplicateShare,
       'repeat a text seen before', { duplicate_rows: dup.duplicate_rows, duplicate_texts: dup.duplicate_texts }),
     ...shareProblems('conflicting_labels', fileStats, 'conflict', dup.conflicting_rows / totals.rows, settings.maxConflictShare,

@@ -141,18 +141,8 @@ async function scanFile(filePath, settings, totals) {
     ...sampleProblem('nul_bytes', file, stats.nul, 'contain NUL bytes (a binary or corrupted export?)'),
     ...sampleProblem('text_too_long', file, stats.tooLong, `have a text longer than ${settings.maxTextLength} characters`, { threshold: settings.maxTextLength }),
     ...stats.unknown.problems(),
-    ...encodingProblems(stats, settings),
   );
   return stats;
-}
-
-/** The encoding check of one file: the share of rows decoded as latin-1 (UTF-8 invalid) above the limit. */
-function encodingProblems(stats, settings) {
-  if (stats.rows === 0) return [];
-  const share = stats.latin1.count / stats.rows;
-  if (share <= settings.maxLatin1Share) return [];
-  const pct = `${(share * 100).toFixed(1)}% of ${stats.rows}`;
-  return sampleProblem('encoding', stats.file, stats.latin1, `(${pct}) are not valid UTF-8 and were decoded as latin-1, above the limit of ${(settings.maxLatin1Share * 100).toFixed(1)}%`, { share, threshold: settings.maxLatin1Share });
 }
 
 module.exports = { scanFile, newTotals, checkRow, overLimit };

@@ -71,11 +71,11 @@ def test_a_commit_and_a_drop_in_one_quiet_window_make_one_run_with_both_causes(d
 
 
 def test_three_events_during_a_run_give_exactly_one_follow_up_with_the_newest_inputs(daemon: Daemon) -> None:
-    drop(daemon.data, "first.csv", ROWS[:1500])
+    drop(daemon.data, "first.csv", ROWS[::2])  # every class in both halves
     daemon.start()
     daemon.wait_log(lambda e: e.get("event") == "stage_started" and e.get("stage") == "validate", 120)
     newest = commit_file(daemon.repo, "NOTES.txt", "one\n", "during the run")
-    drop(daemon.data, "second.csv", ROWS[1500:])
+    drop(daemon.data, "second.csv", ROWS[1::2])
     subprocess.run([RETRAIND, "trigger", "--state-dir", str(daemon.state)], check=True, capture_output=True)
     first, follow_up = daemon.wait_runs(2, 300)
     time.sleep(4)
