@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ from typing import Any
 import pygit2
 
 from daemon.journal import Journal, RunRow
+from tests.integration.services import free_port
 
 RETRAIND = str(Path(sys.executable).parent / "retraind")
 
@@ -91,12 +91,6 @@ class Daemon:
             return self.proc.returncode if self.proc else 0
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def commit_file(repo_path: Path, name: str, content: str, message: str) -> str:
