@@ -24,13 +24,16 @@ from daemon.control import ControlServer
 from daemon.errors import ConfigError
 from daemon.gitinfo import Pygit2Reader
 from daemon.journal import Journal
-from daemon.manifest import build_manifest
+from daemon.manifest import Manifest, build_manifest
 from daemon.metrics import Metrics
 from daemon.notify import Notifier
 from daemon.outbox import Outbox
+from daemon.params import load_params
 from daemon.pipeline import PipelineOutcome, Reporter, run_stages
 from daemon.podman import PodmanCli
+from daemon.promotion import GatePolicy
 from daemon.service import Hooks, Service
+from daemon.stagecache import JournalStageCache
 from daemon.tracking import MlflowTracker
 from daemon.watch import RawEvent, Watcher
 from handlers.base import Ports, RunContext, Stage
@@ -54,17 +57,32 @@ def real_ports(settings: Settings, journal: Journal | None = None) -> Ports:
             "podman is not installed: sudo apt-get install podman runc uidmap "
             "(then bash tools/setup-podman.sh)"
         )
-    tracker = MlflowTracker(settings.tracking_uri, settings.state_dir / "artifacts")
-    return Ports(PodmanCli(), tracker, Outbox(journal) if journal is not None else None)
+    policy = GatePolicy(settings.promotion_tolerance, settings.promotion_floor, settings.mirror_stages)
+    tracker = MlflowTracker(settings.tracking_uri, settings.state_dir / "artifacts", policy=policy)
+    if journal is None:
+        return Ports(PodmanCli(), tracker)
+    return Ports(PodmanCli(), tracker, Outbox(journal), JournalStageCache(journal))
+
+
+def data_manifest(settings: Settings) -> Manifest:
+    """The data drop, hashed only where the stat cache says a file changed."""
+    return build_manifest(
+        settings.data_dir,
+        settings.data_glob,
+        settings.max_file_bytes,
+        cache_path=settings.state_dir / "manifest-cache.json",
+    )
 
 
 def prepare_run(settings: Settings, run_id: str) -> RunContext:
-    """Pin what a run reads: the commit, the data manifest, a fresh run directory."""
+    """Pin what a run reads: the commit, its params.toml, the data manifest, a fresh run directory."""
     git = Pygit2Reader().read(settings.repo)
-    manifest = build_manifest(settings.data_dir, settings.data_glob, settings.max_file_bytes)
+    overrides = {"seed": settings.seed, "test_size": settings.test_size, "c": settings.c}
+    params = load_params(git.workdir, overrides)
+    manifest = data_manifest(settings)
     run_dir = settings.runs_dir / run_id
     run_dir.mkdir(parents=True)
-    return RunContext(run_id, run_dir, settings, git, manifest)
+    return RunContext(run_id, run_dir, settings, git, manifest, params)
 
 
 def run_once(
@@ -73,6 +91,7 @@ def run_once(
     ports: Ports | None = None,
     stages: Mapping[str, Stage] = STAGES,
     run_id: str | None = None,
+    use_cache: bool = True,
 ) -> PipelineOutcome:
     """Run the whole pipeline once for the repository and data the settings name.
 
@@ -81,13 +100,13 @@ def run_once(
     """
     ctx = prepare_run(settings, run_id or new_run_id())
     if ports is not None:
-        return run_stages(ctx, list(stages.values()), ports, reporter)
+        return run_stages(ctx, list(stages.values()), ports, reporter, use_cache=use_cache)
     journal = Journal.open(settings.state_dir / "journal.db")
     try:
         ports = real_ports(settings, journal)
         assert ports.outbox is not None
         ports.outbox.flush(ports.tracker)
-        return run_stages(ctx, list(stages.values()), ports, reporter)
+        return run_stages(ctx, list(stages.values()), ports, reporter, use_cache=use_cache)
     finally:
         journal.close()
 
@@ -101,7 +120,7 @@ def head_commit(settings: Settings) -> str:
 
 
 def data_sha256(settings: Settings) -> str:
-    return build_manifest(settings.data_dir, settings.data_glob, settings.max_file_bytes).sha256
+    return data_manifest(settings).sha256
 
 
 def start_intake(service: Service) -> Callable[[Settings, queue.Queue[RawEvent]], Callable[[], None]]:

@@ -7,13 +7,13 @@ import getpass
 import json
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from daemon import __version__
+from daemon import __version__, model_commands
 from daemon.errors import EXIT_CONFIG, EXIT_CRASH, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_OK, RetraindError
 
 DESCRIPTION = "Deterministic retraining in rootless Podman, recorded in MLflow."
@@ -67,6 +67,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--no-cache", action="store_true", default=None, help="build the image without podman's layer cache"
     )
+    run.add_argument(
+        "--force", action="store_true", help="run every stage even when its inputs match an earlier success"
+    )
     watch = sub.add_parser(
         "watch",
         help="the daemon: watch the repository and data, run on changes",
@@ -82,6 +85,7 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("-n", type=int, default=10, help="how many recent runs to show")
     doctor = sub.add_parser("doctor", help="check podman, inotify, linger, MLflow, disk; say how to fix")
     _settings_flags(doctor)
+    model_commands.add_parsers(sub, fmt, _settings_flags, EXIT_CODES_HELP)
     sub.add_parser("install-service", help="install the systemd user unit for this checkout")
     return p
 
@@ -94,15 +98,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(json_lines=json_lines)
     log = structlog.get_logger()
     try:
-        command = {
+        commands: dict[str, Command] = {
             "run": _run,
             "watch": _watch,
             "trigger": _trigger,
             "status": _status,
             "doctor": _doctor,
+            **{name: _with_settings(command) for name, command in model_commands.COMMANDS.items()},
             "install-service": _install_service,
-        }[args.command]
-        return command(args, json_lines)
+        }
+        return commands[args.command](args, json_lines)
     except KeyboardInterrupt:
         log.warning("command_interrupted", command=args.command)
         return EXIT_INTERRUPTED
@@ -121,6 +126,18 @@ def _settings(args: argparse.Namespace) -> Any:
     return load_settings(cli, config_file=args.config)
 
 
+Command = Callable[[argparse.Namespace, bool], int]
+
+
+def _with_settings(command: Callable[[Any, argparse.Namespace, bool], int]) -> Command:
+    """A model command, given the settings the flags name."""
+
+    def run(args: argparse.Namespace, json_lines: bool) -> int:
+        return command(_settings(args), args, json_lines)
+
+    return run
+
+
 def _run(args: argparse.Namespace, json_lines: bool) -> int:
     from prometheus_client import CollectorRegistry
 
@@ -134,7 +151,8 @@ def _run(args: argparse.Namespace, json_lines: bool) -> int:
     shown = LogReporter() if json_lines else ConsoleReporter()
     run_id = new_run_id()
     try:
-        outcome = run_once(settings, Fanout(shown, MetricsReporter(metrics, settings.trigger)), run_id=run_id)
+        reporter = Fanout(shown, MetricsReporter(metrics, settings.trigger))
+        outcome = run_once(settings, reporter, run_id=run_id, use_cache=not args.force)
     except KeyboardInterrupt:
         removed = remove_run_containers(run_id)
         structlog.get_logger().warning("run_interrupted", run_id=run_id, containers_removed=len(removed))

@@ -46,9 +46,15 @@ class Settings:
     max_text_length: int = 10_000  # characters
     max_label_psi: float = 0.2  # drift of the label distribution against the last accepted drop
     max_length_psi: float = 0.25  # drift of the text-length distribution
-    seed: int = 42
-    test_size: float = 0.2
-    c: float = 1.0
+    # The promotion gate (register stage): a new version becomes champion iff its weighted F1 is above
+    # the floor and at least the champion's minus the tolerance; otherwise it becomes challenger.
+    promotion_tolerance: float = 0.0  # e.g. 0.005 lets a retrain on fresh data win a near tie
+    promotion_floor: float = 0.0  # operators should set a real floor (e.g. 0.6); 0 suits tiny samples
+    mirror_stages: bool = True  # also move MLflow stages: champion Production, replaced one Archived
+    # Training parameters live in the repository's params.toml (daemon/params.py); these override it
+    seed: int | None = None
+    test_size: float | None = None
+    c: float | None = None
     build_timeout_s: float = 3600.0
     stage_timeout_s: float = 3600.0
     stop_timeout_s: float = 10.0
@@ -82,7 +88,7 @@ _TRIGGERS = ("manual", "commit", "data", "schedule", "ci", "rescan")
 
 
 def _coerce(name: str, value: Any) -> Any:
-    kind = str(_FIELDS[name].type)
+    kind = str(_FIELDS[name].type).removesuffix(" | None")
     try:
         if kind == "Path":
             return Path(str(value)).expanduser()
@@ -166,11 +172,14 @@ def _check_cron(expression: str) -> None:
 
 
 def _validated(s: Settings) -> Settings:
-    if not 0.0 < s.test_size < 1.0:
+    if s.test_size is not None and not 0.0 < s.test_size < 1.0:
         raise ConfigError(f"test_size must be between 0 and 1, got {s.test_size}")
     if not 0.0 <= s.max_empty_share <= 1.0:
         raise ConfigError(f"max_empty_share must be between 0 and 1, got {s.max_empty_share}")
-    if s.c <= 0:
+    for name in ("promotion_tolerance", "promotion_floor"):
+        if not 0.0 <= getattr(s, name) <= 1.0:
+            raise ConfigError(f"{name} must be between 0 and 1 (weighted F1), got {getattr(s, name)}")
+    if s.c is not None and s.c <= 0:
         raise ConfigError(f"c (inverse regularisation) must be positive, got {s.c}")
     if len(s.labels) < 2:
         raise ConfigError(f"labels needs at least two classes, got {s.labels}")

@@ -43,6 +43,12 @@ class TrackingError(InfrastructureError):
     pass
 
 
+class RegistryError(RetraindError):
+    """A registry request that cannot be done: an unknown model or version, nothing to roll back to."""
+
+    exit_code = EXIT_USAGE
+
+
 class StageFailedError(RetraindError):
     """A stage's program exited non-zero for a reason other than the gate."""
 
@@ -71,3 +77,13 @@ class GateRejectedError(RetraindError):
     def __init__(self, stage: str, reasons: Sequence[str], kinds: Iterable[str] = ()) -> None:
         self.stage, self.reasons, self.kinds = stage, tuple(reasons), frozenset(kinds)
         super().__init__(f"gate rejected the run: {'; '.join(self.reasons)}")
+
+
+class ReproduceRefusedError(RetraindError):
+    """`retraind reproduce` cannot rebuild the run: its data changed, or it recorded too little."""
+
+    exit_code = EXIT_GATE
+
+    def __init__(self, run: str, reasons: Sequence[str]) -> None:
+        self.run, self.reasons = run, tuple(reasons)
+        super().__init__(f"cannot reproduce run {run}: " + "; ".join(self.reasons))

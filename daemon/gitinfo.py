@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,3 +55,29 @@ class Pygit2Reader:
             return GitInfo(str(repo.head.target), branch, dirty, Path(repo.workdir))
         except pygit2.GitError as e:
             raise GitReadError(f"cannot read git repository at {path}: {e}") from e
+
+    @contextmanager
+    def worktree(self, path: Path, commit: str, parent: Path) -> Iterator[Path]:
+        """A temporary worktree of `commit` under parent, removed (and pruned) afterwards.
+
+        A worktree needs a branch: a throwaway `retraind/reproduce-<commit>-<random>` points at the
+        commit while the worktree lives; the repository's HEAD, index and files are not touched.
+        """
+        repo = self._repo(path)
+        try:
+            target = repo.revparse_single(commit).peel(pygit2.Commit)
+        except (KeyError, ValueError, pygit2.GitError) as e:
+            raise ConfigError(
+                f"commit {commit} is not in the repository at {repo.workdir}: fetch it first"
+            ) from e
+        name = f"reproduce-{str(target.id)[:12]}-{secrets.token_hex(3)}"
+        branch = repo.branches.local.create(f"retraind/{name}", target)
+        where = parent / name
+        try:
+            repo.add_worktree(name, str(where), branch)
+            yield where
+        finally:
+            shutil.rmtree(where, ignore_errors=True)
+            if name in repo.list_worktrees():
+                repo.lookup_worktree(name).prune(True)
+            branch.delete()

@@ -44,6 +44,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             delivered_at REAL, mlflow_run_id TEXT, model_version TEXT)""",
         "CREATE INDEX outbox_pending ON outbox(delivered_at, next_attempt_at)",
     ),
+    (  # 3: the stage cache (daemon/stagecache.py): each stage's successful result by its input key
+        """CREATE TABLE stage_cache (stage TEXT NOT NULL, key TEXT NOT NULL, run_id TEXT NOT NULL,
+            summary TEXT NOT NULL, outputs TEXT NOT NULL, created_at REAL NOT NULL,
+            PRIMARY KEY (stage, key))""",
+    ),
 )
 
 Causes = tuple[tuple[str, str], ...]

@@ -31,6 +31,11 @@ class PipelineOutcome:
         return self.error is None
 
     @property
+    def up_to_date(self) -> bool:
+        """Every stage answered from the stage cache: nothing was built, checked or trained."""
+        return self.ok and bool(self.results) and all(r.cached_from for r in self.results.values())
+
+    @property
     def exit_code(self) -> int:
         return EXIT_OK if self.error is None else self.error.exit_code
 
@@ -49,11 +54,14 @@ def run_stages(
     reporter: Reporter,
     clock: Callable[[], float] = time.monotonic,
     cancelled: Callable[[], str | None] = lambda: None,
+    use_cache: bool = True,
 ) -> PipelineOutcome:
     """Run stages until one fails; a failed run is still recorded in MLflow, as FAILED.
 
-    `cancelled` returns why the run was stopped (or None); it is checked before each stage, and a
-    stage that fails while it is set failed because we stopped its container.
+    A stage whose cache key matches an earlier success is not run: its result is reused (unless
+    use_cache is False, `--force`). `cancelled` returns why the run was stopped (or None); it is
+    checked before each stage, and a stage that fails while it is set failed because we stopped
+    its container.
     """
     results: dict[str, StageResult] = {}
     durations: dict[str, float] = {}
@@ -64,7 +72,9 @@ def run_stages(
         try:
             if why := cancelled():
                 raise CancelledError(stage.name, why)
-            result = stage.run(replace(ctx, results=MappingProxyType(dict(results))), ports)
+            result = run_or_reuse(
+                stage, replace(ctx, results=MappingProxyType(dict(results))), ports, use_cache
+            )
         except RetraindError as caught:
             why = cancelled()
             error = (
@@ -82,6 +92,20 @@ def run_stages(
     outcome = PipelineOutcome(ctx.run_id, results, durations, clock() - started)
     reporter.run_finished(outcome)
     return outcome
+
+
+def run_or_reuse(stage: Stage, ctx: RunContext, ports: Ports, use_cache: bool) -> StageResult:
+    """The cached result when the stage's inputs match an earlier success, else a fresh run."""
+    key = stage.cache_key(ctx, ports)
+    if use_cache and ports.cache is not None:
+        hit = ports.cache.lookup(stage.name, key)
+        if hit is not None and stage.reusable(hit.outputs, ports):
+            summary = f"up to date: {hit.summary} (run {hit.run_id})"
+            return StageResult(stage.name, summary, hit.outputs, key, hit.run_id)
+    result = replace(stage.run(ctx, ports), cache_key=key)
+    if ports.cache is not None and not result.outputs.get("queued"):  # queued: not registered yet
+        ports.cache.store(stage.name, key, ctx.run_id, result)
+    return result
 
 
 def _record_failure(ctx: RunContext, stage: str, error: RetraindError, ports: Ports) -> None:

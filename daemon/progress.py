@@ -20,7 +20,9 @@ def outcome_fields(outcome: PipelineOutcome) -> dict[str, Any]:
     """The facts of a finished run, shared by both reporters (the canonical run line)."""
     fields: dict[str, Any] = {
         "run_id": outcome.run_id,
-        "outcome": "success" if outcome.ok else type(outcome.error).__name__,
+        "outcome": ("up_to_date" if outcome.up_to_date else "success")
+        if outcome.ok
+        else type(outcome.error).__name__,
         "exit_code": outcome.exit_code,
         "duration_s": round(outcome.duration_s, 3),
         "stage_durations_s": {k: round(v, 3) for k, v in outcome.durations.items()},
@@ -35,6 +37,13 @@ def outcome_fields(outcome: PipelineOutcome) -> dict[str, Any]:
         fields.update(
             mlflow_run_id=reg["mlflow_run_id"], model_version=reg["model_version"], champion=reg["champion"]
         )
+    if outcome.up_to_date:
+        source = outcome.results["register"].cached_from
+        fields.update(up_to_date_with=source, champion=False)
+        fields["summary"] = f"up to date: run {source}, model v{fields.get('model_version')}"
+    cached = [name for name, r in outcome.results.items() if r.cached_from]
+    if cached:
+        fields["cached_stages"] = cached
     if "build" in outcome.results:
         fields["image_id"] = outcome.results["build"].outputs["image_id"]
     return fields
@@ -92,7 +101,8 @@ class ConsoleReporter:
 
     def stage_finished(self, run_id: str, result: StageResult, duration_s: float) -> None:
         self._stop()
-        self.console.print(f"[green]✓[/] {result.stage:<11}{duration_s:8.1f} s  {result.summary}")
+        mark = "[dim]=[/]" if result.cached_from else "[green]✓[/]"
+        self.console.print(f"{mark} {result.stage:<11}{duration_s:8.1f} s  {result.summary}", highlight=False)
 
     def stage_failed(self, run_id: str, stage: str, duration_s: float, error: RetraindError) -> None:
         self._stop()
@@ -104,7 +114,13 @@ class ConsoleReporter:
     def run_finished(self, outcome: PipelineOutcome) -> None:
         self._stop()
         f = outcome_fields(outcome)
-        if outcome.ok:
+        if outcome.up_to_date:
+            self.console.print(
+                f"[bold green]up to date[/]: run {f['up_to_date_with']}, model v{f.get('model_version')}, "
+                f"weighted F1 {f.get('f1_score_weighted', float('nan')):.4f}; nothing to train "
+                f"({f['duration_s']:.1f} s; retraind run --force retrains anyway)"
+            )
+        elif outcome.ok:
             self.console.print(
                 f"[bold green]run {f['run_id']} succeeded[/] in {f['duration_s']:.1f} s: "
                 f"model v{f.get('model_version')}{' (champion)' if f.get('champion') else ''}, "
@@ -127,7 +143,9 @@ class MetricsReporter:
         pass
 
     def stage_finished(self, run_id: str, result: StageResult, duration_s: float) -> None:
-        self.metrics.stage(result.stage, "success", duration_s)
+        self.metrics.stage(result.stage, "cache_hit" if result.cached_from else "success", duration_s)
+        if result.cached_from:
+            self.metrics.cache_hits.labels(result.stage).inc()
 
     def stage_failed(self, run_id: str, stage: str, duration_s: float, error: RetraindError) -> None:
         self.metrics.stage(stage, "cancelled" if isinstance(error, CancelledError) else "failure", duration_s)
@@ -136,7 +154,7 @@ class MetricsReporter:
 
     def run_finished(self, outcome: PipelineOutcome) -> None:
         f = outcome_fields(outcome)
-        status = "succeeded" if outcome.ok else run_status(outcome.error)
+        status = outcome_status(outcome)
         self.metrics.run(
             status,
             self.trigger,
@@ -145,6 +163,11 @@ class MetricsReporter:
             f.get("f1_score_weighted"),
             bool(f.get("champion")),
         )
+
+
+def outcome_status(outcome: PipelineOutcome) -> str:
+    """run_status, and "up_to_date" when every stage came from the stage cache."""
+    return "up_to_date" if outcome.up_to_date else run_status(outcome.error)
 
 
 def run_status(error: RetraindError | None) -> str:

@@ -1,8 +1,8 @@
-"""MLflow behind the `Tracker` seam: log one pipeline run, register its model, set the alias."""
+"""MLflow behind the `Tracker` seam: log one pipeline run, register its model, apply the promotion gate."""
 
 from __future__ import annotations
 
-import os
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from daemon.errors import TrackingError
+from daemon.promotion import F1_METRIC, GatePolicy
+from daemon.registry import CHAMPION, REASON_TAG, MlflowRegistry, mlflow_client
 
-CHAMPION = "champion"
 IDEMPOTENCY_TAG = "retraind.run_id"  # one MLflow run per pipeline run, however often it is sent
 
 
@@ -34,7 +35,8 @@ class RunRecord:
 class Registration:
     run_id: str
     model_version: str | None
-    champion: bool
+    champion: bool  # this version is now the champion
+    promoted_reason: str = ""  # the gate's reason for promoting it, or for leaving it challenger
 
 
 def _is_local(uri: str) -> bool:
@@ -50,22 +52,17 @@ class MlflowTracker:
         artifact_root: Path | None = None,
         http_retries: int = 2,
         http_timeout_s: int = 20,
+        policy: GatePolicy | None = None,
     ) -> None:
+        """Every registered version goes through the promotion gate (GatePolicy() by default)."""
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root if _is_local(tracking_uri) else None
         self.http_retries, self.http_timeout_s = http_retries, http_timeout_s
+        self.policy = policy or GatePolicy()
+        self.registry = MlflowRegistry(tracking_uri, http_retries, http_timeout_s)
 
     def _client(self) -> Any:
-        import logging
-
-        from mlflow.tracking import MlflowClient
-
-        logging.getLogger("mlflow").setLevel(logging.WARNING)  # mlflow sets INFO when imported
-        # MLflow's client retries a dead server for minutes by default; the outbox retries instead.
-        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(self.http_retries)
-        os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(self.http_timeout_s)
-
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        return mlflow_client(self.tracking_uri, self.http_retries, self.http_timeout_s)
 
     def _experiment_id(self, client: Any, name: str) -> str:
         found = client.get_experiment_by_name(name)
@@ -75,7 +72,7 @@ class MlflowTracker:
         return str(client.create_experiment(name, artifact_location=location))
 
     def record(self, run: RunRecord, model_name: str) -> Registration:
-        """Log the run; when it has a model, register it and make it champion if there is none."""
+        """Log the run; when it has a model, register it and put it through the promotion gate."""
         try:
             return self._record(run, model_name)
         except TrackingError:
@@ -124,15 +121,12 @@ class MlflowTracker:
         )
         for path, local in sorted(run.artifact_dirs.items()):
             client.log_artifacts(run_id, str(local), path or None)
-        version: str | None = None
-        champion = False
+        registration = Registration(run_id, None, False)
         if run.model_dir is not None:
             client.log_artifacts(run_id, str(run.model_dir), "model")
-            version, champion = self._register(
-                client, run_id, created.info.artifact_uri, model_name, run.tags
-            )
+            registration = self._register(client, run_id, created.info.artifact_uri, model_name, run)
         client.set_terminated(run_id, run.status)
-        return Registration(run_id, version, champion)
+        return registration
 
     def _already_recorded(
         self, client: Any, experiment_id: str, key: str, model_name: str
@@ -144,14 +138,22 @@ class MlflowTracker:
         for found in client.search_runs([experiment_id], filter_string=query):
             if found.info.status == "FINISHED":
                 versions = client.search_model_versions(f"run_id = '{found.info.run_id}'")
-                version = str(versions[0].version) if versions else None
-                return Registration(str(found.info.run_id), version, False)
+                if not versions:
+                    return Registration(str(found.info.run_id), None, False)
+                mv = versions[0]
+                champion = client.get_registered_model(model_name).aliases.get(CHAMPION)
+                return Registration(
+                    str(found.info.run_id),
+                    str(mv.version),
+                    champion is not None and str(champion) == str(mv.version),
+                    str(mv.tags.get(REASON_TAG, "")),
+                )
             client.delete_run(found.info.run_id)  # left by an attempt that died half-way
         return None
 
     def _register(
-        self, client: Any, run_id: str, artifact_uri: str, name: str, tags: Mapping[str, str]
-    ) -> tuple[str, bool]:
+        self, client: Any, run_id: str, artifact_uri: str, name: str, run: RunRecord
+    ) -> Registration:
         from mlflow.exceptions import MlflowException
 
         try:
@@ -162,12 +164,10 @@ class MlflowTracker:
             name,
             f"{artifact_uri}/model",
             run_id=run_id,
-            tags={k: v for k, v in tags.items() if k.startswith("retraind.")},
+            tags={k: v for k, v in run.tags.items() if k.startswith("retraind.")},
         )
         version = str(mv.version)
-        try:
-            client.get_model_version_by_alias(name, CHAMPION)
-            return version, False
-        except MlflowException:
-            client.set_registered_model_alias(name, CHAMPION, version)
-            return version, True
+        f1 = float(run.metrics.get(F1_METRIC, math.nan))
+        by = run.tags.get(IDEMPOTENCY_TAG) or "retraind"
+        decision = self.registry.apply_gate(name, version, f1, by, self.policy)
+        return Registration(run_id, version, decision.promote, decision.reason)

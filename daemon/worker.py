@@ -13,7 +13,7 @@ from daemon.journal import Journal
 from daemon.metrics import Metrics
 from daemon.notify import Notifier
 from daemon.pipeline import PipelineOutcome, Reporter, run_stages
-from daemon.progress import Fanout, LogReporter, MetricsReporter, run_status
+from daemon.progress import Fanout, LogReporter, MetricsReporter, outcome_status
 from handlers.base import Ports, RunContext, Stage, StageResult
 
 log = structlog.get_logger()
@@ -62,7 +62,8 @@ class JournalReporter:
         self.logs.stage_started(run_id, stage)
 
     def stage_finished(self, run_id: str, result: StageResult, duration_s: float) -> None:
-        self.journal.stage_finished(run_id, result.stage, duration_s, "success", result.summary)
+        outcome = "cache_hit" if result.cached_from else "success"
+        self.journal.stage_finished(run_id, result.stage, duration_s, outcome, result.summary)
         self.logs.stage_finished(run_id, result, duration_s)
 
     def stage_failed(self, run_id: str, stage: str, duration_s: float, error: RetraindError) -> None:
@@ -109,7 +110,7 @@ def execute(
     if metrics is not None:
         reporter = Fanout(reporter, MetricsReporter(metrics, trigger))
     outcome = run_stages(ctx, list(stages.values()), ports, reporter, cancelled=cancelled)
-    status = run_status(outcome.error)
+    status = outcome_status(outcome)
     train = outcome.results.get("train")
     register = outcome.results.get("register")
     journal.finish_run(

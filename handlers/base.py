@@ -12,6 +12,7 @@ from daemon.config import Settings
 from daemon.errors import InfrastructureError
 from daemon.gitinfo import GitInfo
 from daemon.manifest import Manifest
+from daemon.params import TrainParams
 from daemon.podman import BuildJob, ContainerJob, Mount, is_podman_failure
 from daemon.proc import CmdResult
 from daemon.tracking import Registration, RunRecord
@@ -39,19 +40,34 @@ class Outbox(Protocol):
 
 
 @dataclass(frozen=True)
+class StageResult:
+    stage: str
+    summary: str  # one line for the person watching
+    outputs: Mapping[str, Any] = field(default_factory=dict)  # JSON-serialisable: the stage cache keeps it
+    cache_key: str = ""  # hash of exactly what the stage read (daemon/cachekeys.py)
+    cached_from: str = ""  # the run whose result this is, when the stage cache answered
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    run_id: str
+    summary: str
+    outputs: Mapping[str, Any]
+
+
+class StageCache(Protocol):
+    def lookup(self, stage: str, key: str) -> CacheEntry | None: ...
+    def store(self, stage: str, key: str, run_id: str, result: StageResult) -> None: ...
+
+
+@dataclass(frozen=True)
 class Ports:
     """The outside world, as the handlers see it."""
 
     containers: ContainerRunner
     tracker: Tracker
     outbox: Outbox | None = None  # without one, a tracking outage fails the register stage
-
-
-@dataclass(frozen=True)
-class StageResult:
-    stage: str
-    summary: str  # one line for the person watching
-    outputs: Mapping[str, Any] = field(default_factory=dict)
+    cache: StageCache | None = None  # without one, every stage runs
 
 
 @dataclass(frozen=True)
@@ -61,6 +77,7 @@ class RunContext:
     settings: Settings
     git: GitInfo
     manifest: Manifest
+    params: TrainParams = field(default_factory=TrainParams)
     results: Mapping[str, StageResult] = field(default_factory=dict)
 
     def stage_dir(self, stage: str) -> Path:
@@ -74,6 +91,14 @@ class RunContext:
 
 class Stage(Protocol):
     name: str
+
+    def cache_key(self, ctx: RunContext, ports: Ports) -> str:
+        """Hash of exactly what the stage reads; the results of earlier stages are in ctx."""
+        ...
+
+    def reusable(self, outputs: Mapping[str, Any], ports: Ports) -> bool:
+        """Whether a cached result's outputs still exist (an image, a directory)."""
+        ...
 
     def run(self, ctx: RunContext, ports: Ports) -> StageResult: ...
 

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
+import pathspec
+
+from daemon.cachekeys import copied_sources, ignore_patterns, stage_key
 from daemon.errors import ConfigError, InfrastructureError, StageFailedError
 from daemon.manifest import file_sha256
 from daemon.podman import BuildJob, ContainerJob
@@ -11,6 +18,7 @@ from handlers.base import SCRIPTS, Ports, RunContext, StageResult, run_checked
 
 NAME = "build"
 LOCKFILES = {"python": "requirements.lock", "node": "scripts/package-lock.json"}
+IGNORE_FILES = (".containerignore", ".dockerignore")  # podman reads the first that exists
 
 
 def build_job(ctx: RunContext) -> BuildJob:
@@ -34,14 +42,77 @@ def input_hashes(ctx: RunContext) -> dict[str, str]:
     return hashes
 
 
+def _ignore_spec(root: Path) -> pathspec.PathSpec[Any]:
+    for name in IGNORE_FILES:
+        if (root / name).is_file():
+            lines = (root / name).read_text(encoding="utf-8").splitlines()
+            return pathspec.PathSpec.from_lines("gitignore", ignore_patterns(lines))
+    return pathspec.PathSpec.from_lines("gitignore", [])
+
+
+def _walk(root: Path, source: Path, ignored: pathspec.PathSpec[Any]) -> list[Path]:
+    """Files under source that reach the build context, pruning ignored directories on the way."""
+
+    def kept(path: Path, suffix: str = "") -> bool:
+        return not ignored.match_file(path.relative_to(root).as_posix() + suffix)
+
+    if source.is_file() or source.is_symlink():
+        return [source] if kept(source) else []
+    found = []
+    for top, dirs, files in os.walk(source):
+        here = Path(top)
+        dirs[:] = sorted(d for d in dirs if kept(here / d, "/"))
+        found += [here / f for f in files if kept(here / f)]
+    return found
+
+
+def build_inputs(root: Path, containerfile: Path) -> dict[str, str]:
+    """SHA-256 of every build-context file the Containerfile COPYs or ADDs, after .containerignore."""
+    try:
+        sources = copied_sources(containerfile.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{containerfile}: {e}") from e
+    ignored = _ignore_spec(root)
+    inputs: dict[str, str] = {}
+    for source in sources:
+        if "://" in source:
+            inputs[source] = "url"
+            continue
+        wildcard = any(c in source for c in "*?[")
+        matches = sorted(root.glob(source.rstrip("/"))) if wildcard else [root / source]
+        for match in matches:
+            for path in _walk(root, match, ignored):
+                rel = path.relative_to(root).as_posix()
+                inputs[rel] = "link:" + os.readlink(path) if path.is_symlink() else file_sha256(path)
+    return dict(sorted(inputs.items()))
+
+
 class Build:
     name = NAME
 
-    def run(self, ctx: RunContext, ports: Ports) -> StageResult:
+    def cache_key(self, ctx: RunContext, ports: Ports) -> str:
+        """The Containerfile, the base image it starts from, and every file it copies."""
+        root = ctx.git.workdir
+        containerfile = root / ctx.settings.containerfile
+        inputs = {
+            "containerfile": file_sha256(containerfile),
+            "base_image_id": self._base_id(ctx, ports),
+            "files": build_inputs(root, containerfile),
+        }
+        return stage_key(NAME, inputs)
+
+    def reusable(self, outputs: Mapping[str, Any], ports: Ports) -> bool:
+        return ports.containers.image_id(str(outputs["image_id"])) is not None
+
+    def _base_id(self, ctx: RunContext, ports: Ports) -> str:
         base = ctx.settings.base_image
         base_id = ports.containers.image_id(base)
         if base_id is None and base.startswith("localhost/"):
             raise ConfigError(f"base image {base} is missing; build it with: bash tools/base-image.sh")
+        return base_id or base  # a registry image not pulled yet: podman pulls it by name
+
+    def run(self, ctx: RunContext, ports: Ports) -> StageResult:
+        base_id = self._base_id(ctx, ports)
         job = build_job(ctx)
         log = ctx.stage_dir(NAME) / "build.log"
         result = ports.containers.build(job, log)
@@ -53,7 +124,7 @@ class Build:
         versions = self._versions(ctx, ports, image_id)
         outputs = {
             "image_id": image_id,
-            "base_image_id": base_id or "",
+            "base_image_id": base_id,
             "versions": versions,
             "hashes": input_hashes(ctx),
         }

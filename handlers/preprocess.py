@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from daemon.cachekeys import stage_key
 from daemon.errors import GateRejectedError, StageFailedError
 from daemon.podman import Mount
 from handlers.base import (
@@ -25,6 +27,13 @@ OUTPUT = "processed.jsonl"
 
 class Preprocess:
     name = NAME
+
+    def cache_key(self, ctx: RunContext, ports: Ports) -> str:
+        """The image (preprocess.js, the Python port) and the data."""
+        return stage_key(NAME, {"image_id": ctx.output("build", "image_id"), "data": ctx.manifest.sha256})
+
+    def reusable(self, outputs: Mapping[str, Any], ports: Ports) -> bool:
+        return (Path(outputs["dir"]) / OUTPUT).is_file()
 
     def run(self, ctx: RunContext, ports: Ports) -> StageResult:
         out = ctx.stage_dir(NAME)

@@ -1,14 +1,17 @@
 """register, on the host: one MLflow run with params, metrics, provenance tags and artifacts;
-register the model and make it champion when there is none yet."""
+register the model version, which the promotion gate makes champion or leaves challenger."""
 
 from __future__ import annotations
 
+import json
 import platform
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from daemon import __version__
+from daemon.cachekeys import stage_key
 from daemon.errors import RetraindError, TrackingError
 from daemon.tracking import RunRecord
 from handlers.base import Ports, RunContext, StageResult
@@ -36,18 +39,32 @@ def provenance_tags(ctx: RunContext) -> dict[str, str]:
         tags["retraind.base_image.id"] = build["base_image_id"]
         tags.update({f"retraind.sha256.{k}": v for k, v in build["hashes"].items()})
         tags.update({f"retraind.version.{k}": v for k, v in build["versions"].items()})
+    if "train" in ctx.results:
+        identity = ctx.results["train"].outputs.get("identity", {})
+        tags.update({f"retraind.{k.replace('_sha256', '.sha256')}": v for k, v in identity.items()})
+    tags.update({f"retraind.cache_key.{k}": r.cache_key for k, r in ctx.results.items() if r.cache_key})
     return tags
+
+
+def provenance_dir(ctx: RunContext) -> Path:
+    """What `retraind reproduce` reads back: the data manifest file by file, and the params."""
+    out = ctx.stage_dir("provenance")
+    manifest = {"sha256": ctx.manifest.sha256, "files": ctx.manifest.to_json()}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    (out / "params.json").write_text(json.dumps(ctx.params.as_mlflow(), indent=2), encoding="utf-8")
+    return out
 
 
 def stage_params(ctx: RunContext) -> dict[str, str]:
     s = ctx.settings
-    return {
-        "seed": str(s.seed),
-        "test_size": str(s.test_size),
-        "C": str(s.c),
-        "labels": ",".join(s.labels),
-        "max_empty_share": str(s.max_empty_share),
-    }
+    return ctx.params.as_mlflow() | {"labels": ",".join(s.labels), "max_empty_share": str(s.max_empty_share)}
+
+
+def validation_dirs(ctx: RunContext) -> dict[str, Path]:
+    """The gate's reports: this run's, or the run's whose validation the stage cache reused."""
+    found = ctx.results["validate"].outputs.get("dir") if "validate" in ctx.results else None
+    validate_dir = Path(found) if found else ctx.run_dir / "validate"
+    return {"validation": validate_dir} if validate_dir.is_dir() else {}
 
 
 def failure_record(ctx: RunContext, stage: str, error: RetraindError) -> RunRecord:
@@ -57,13 +74,26 @@ def failure_record(ctx: RunContext, stage: str, error: RetraindError) -> RunReco
         "retraind.failed_stage": stage,
         "retraind.failure": str(error)[:5000],
     }
-    validate_dir = ctx.run_dir / "validate"
-    dirs = {"validation": validate_dir} if validate_dir.is_dir() else {}
+    dirs = validation_dirs(ctx) | {"provenance": provenance_dir(ctx)}
     return RunRecord(ctx.settings.experiment, ctx.run_id, "FAILED", stage_params(ctx), {}, tags, dirs)
 
 
 class Register:
     name = NAME
+
+    def cache_key(self, ctx: RunContext, ports: Ports) -> str:
+        """The model (by train's key) and where it goes: the same model is registered once per place."""
+        s = ctx.settings
+        inputs = {
+            "model": ctx.results["train"].cache_key,
+            "tracking_uri": s.tracking_uri,
+            "experiment": s.experiment,
+            "model_name": s.model_name,
+        }
+        return stage_key(NAME, inputs)
+
+    def reusable(self, outputs: Mapping[str, Any], ports: Ports) -> bool:
+        return outputs.get("model_version") is not None
 
     def run(self, ctx: RunContext, ports: Ports) -> StageResult:
         train: dict[str, Any] = dict(ctx.results["train"].outputs)
@@ -76,7 +106,8 @@ class Register:
             params=params,
             metrics=train["metrics"],
             tags=provenance_tags(ctx) | {"retraind.outcome": "success"},
-            artifact_dirs={"": train_dir / "artifacts", "validation": ctx.run_dir / "validate"},
+            artifact_dirs={"": train_dir / "artifacts", "provenance": provenance_dir(ctx)}
+            | validation_dirs(ctx),
             model_dir=train_dir / "model",
             finished_ms=int(time.time() * 1000),
         )
@@ -92,7 +123,8 @@ class Register:
                 summary,
                 {"mlflow_run_id": None, "model_version": None, "champion": False, "queued": True},
             )
-        alias = " (champion)" if reg.champion else ""
+        challenger = f" (challenger: {reg.promoted_reason})" if reg.promoted_reason else ""
+        alias = " (champion)" if reg.champion else challenger
         summary = f"MLflow run {reg.run_id[:8]}, {ctx.settings.model_name} v{reg.model_version}{alias}"
         return StageResult(
             NAME,

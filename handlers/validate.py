@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from daemon.cachekeys import stage_key
 from daemon.config import Settings
 from daemon.errors import GateRejectedError, StageFailedError
 from daemon.podman import Mount
@@ -47,6 +49,22 @@ def data_problems(report: Any) -> list[str]:
 class Validate:
     name = NAME
 
+    def cache_key(self, ctx: RunContext, ports: Ports) -> str:
+        """The image (its scripts and Jest suite), the data and the thresholds.
+
+        Not the drift reference: a drop that passed once passed against the reference in force
+        then, and accepting it made it the reference, so re-checking it would compare it with itself.
+        """
+        inputs = {
+            "image_id": ctx.output("build", "image_id"),
+            "data": ctx.manifest.sha256,
+            "options": list(gate_options(ctx.settings)),
+        }
+        return stage_key(NAME, inputs)
+
+    def reusable(self, outputs: Mapping[str, Any], ports: Ports) -> bool:
+        return True
+
     def run(self, ctx: RunContext, ports: Ports) -> StageResult:
         if ctx.manifest.refused:  # before any container reads the drop
             reasons = [f"{name}: refused: {why}" for name, why in ctx.manifest.refused]
@@ -56,7 +74,8 @@ class Validate:
         checked = self._data(ctx, ports, out)
         rows = checked.get("rows", 0)
         summary = f"{tests} tests passed; {rows:,} rows passed the data checks"
-        return StageResult(NAME, summary, {"tests_passed": tests, "data_report": checked})
+        outputs = {"tests_passed": tests, "data_report": checked, "dir": str(out)}
+        return StageResult(NAME, summary, outputs)
 
     def _jest(self, ctx: RunContext, ports: Ports, out: Path) -> int:
         argv = ("npm", "test", "--", "--ci", "--json", "--outputFile=/out/jest.json")

@@ -8,7 +8,10 @@ host registers them. Usage: python train.py --input processed.jsonl --output OUT
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
 import json
+import pickle
 import sys
 import time
 from importlib import metadata
@@ -17,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
     accuracy_score,
@@ -73,6 +76,35 @@ def serving_pipeline(fitted: Pipeline) -> Pipeline:
     """Raw text in, label out: the Python port of cleanAndTokenize in front of the fitted model."""
     clean = FunctionTransformer(textclean.tokens_frame, validate=False)
     return Pipeline([("clean", clean), ("model", fitted)])
+
+
+class _CanonicalPickler(pickle.Pickler):
+    """pickle, minus the one attribute that differs between identical fits.
+
+    CountVectorizer (so TfidfVectorizer) keeps `_stop_words_id = id(self.stop_words)`, a memory
+    address. Leaving it out makes the bytes identical across processes and containers.
+    """
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, CountVectorizer):
+            reduced = obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
+            state = {k: v for k, v in reduced[2].items() if k != "_stop_words_id"}
+            return (*reduced[:2], state, *reduced[3:])
+        return NotImplemented
+
+
+def canonical_model_sha256(model: Any) -> str:
+    """The model's identity: SHA-256 of its canonical pickle (protocol 5)."""
+    buffer = io.BytesIO()
+    _CanonicalPickler(buffer, protocol=5).dump(model)
+    return hashlib.sha256(buffer.getvalue()).hexdigest()
+
+
+def predictions_sha256(rows: pd.DataFrame) -> str:
+    """SHA-256 of the test split's [file, line, predicted label] rows, in split order, as JSON."""
+    listing = rows[["file", "line", "predicted"]].values.tolist()
+    text = json.dumps(listing, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def compute_metrics(y_true: pd.Series, y_pred: Any, labels: list[str]) -> dict[str, float]:
@@ -133,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     classifier = build_classifier(args.c, args.seed).fit(train[["tokens"]], train["sentiment"])
     fit_s = time.monotonic() - started
-    save_model(serving_pipeline(classifier), args.output, test[["text"]].head(5))
+    served_model = serving_pipeline(classifier)
+    save_model(served_model, args.output, test[["text"]].head(5))
 
     # Metrics through the saved model on raw text: exactly what serving will do.
     import mlflow.pyfunc
@@ -144,9 +177,15 @@ def main(argv: list[str] | None = None) -> int:
     report = classification_report(test["sentiment"], predicted, labels=labels, digits=4)
     (artifacts / "classification_report.txt").write_text(report, encoding="utf-8")
     write_plots(artifacts, test["sentiment"], predicted, labels)
-    test.assign(predicted=predicted)[["file", "line", "text", "sentiment", "predicted"]].to_json(
+    scored = test.assign(predicted=predicted)
+    scored[["file", "line", "text", "sentiment", "predicted"]].to_json(
         artifacts / "test_predictions.jsonl", orient="records", lines=True, force_ascii=False
     )
+    identity = {
+        "model_sha256": canonical_model_sha256(served_model),
+        "predictions_sha256": predictions_sha256(scored),
+    }
+    (artifacts / "identity.json").write_text(json.dumps(identity, indent=2), encoding="utf-8")
     vocabulary = classifier.named_steps["features"].named_transformers_["tfidf"].vocabulary_
     params = {
         "seed": args.seed,
@@ -166,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     (artifacts / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     summary = {
         "f1_score_weighted": metrics["f1_score_weighted"],
+        "model_sha256": identity["model_sha256"],
         "fit_s": round(fit_s, 3),
         "duration_s": round(time.monotonic() - started, 3),
         "n_rows": len(frame),

@@ -12,7 +12,7 @@ from daemon.errors import RetraindError
 from daemon.podman import BuildJob, ContainerJob
 from daemon.proc import CmdResult
 from daemon.tracking import Registration, RunRecord
-from handlers.base import StageResult
+from handlers.base import CacheEntry, StageResult
 
 Script = Callable[[ContainerJob], CmdResult]
 
@@ -62,7 +62,7 @@ class FakeContainers:
         raise AssertionError(f"no script for container {job.name}")
 
     def image_id(self, ref: str) -> str | None:
-        return self.images.get(ref)
+        return self.images.get(ref) or (ref if ref in self.images.values() else None)
 
     def stop_labelled(self, label: str, stop_timeout_s: float) -> list[str]:
         self.stopped.append(label)
@@ -88,6 +88,20 @@ class FakeTracker:
             str(len(self.records)) if run.model_dir else None,
             len(self.records) == 1 and run.model_dir is not None,
         )
+
+
+@dataclass
+class MemoryStageCache:
+    """The stage cache in a dict, as the journal-backed one keeps it."""
+
+    entries: dict[tuple[str, str], CacheEntry] = field(default_factory=dict)
+
+    def lookup(self, stage: str, key: str) -> CacheEntry | None:
+        return self.entries.get((stage, key))
+
+    def store(self, stage: str, key: str, run_id: str, result: StageResult) -> None:
+        outputs = json.loads(json.dumps(result.outputs))  # what the journal's JSON column gives back
+        self.entries[(stage, key)] = CacheEntry(run_id, result.summary, outputs)
 
 
 @dataclass

@@ -173,7 +173,7 @@ def test_the_train_container_has_no_network(tmp_path: Path, run_pipeline: RunPip
         settings,
         Pygit2Reader().read(ROOT),
         build_manifest(settings.data_dir, "*.csv"),
-        {"build": StageResult("build", "", {"image_id": image})},
+        results={"build": StageResult("build", "", {"image_id": image})},
     )
     probe = (
         "python",

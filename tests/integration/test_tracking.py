@@ -61,7 +61,7 @@ def record(trained: Path, run_name: str) -> RunRecord:
     )
 
 
-def test_record_registers_and_first_version_becomes_champion(
+def test_record_registers_and_the_gate_makes_an_equal_or_better_version_champion(
     trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mlflow.tracking import MlflowClient
@@ -71,7 +71,7 @@ def test_record_registers_and_first_version_becomes_champion(
     first = tracker.record(record(trained, "r1"), MODEL)
     second = tracker.record(record(trained, "r2"), MODEL)
     assert (first.model_version, first.champion) == ("1", True)
-    assert (second.model_version, second.champion) == ("2", False)
+    assert (second.model_version, second.champion) == ("2", True)  # equal F1, zero tolerance
 
     client = MlflowClient(uri, uri)
     run = client.get_run(first.run_id)
@@ -81,7 +81,8 @@ def test_record_registers_and_first_version_becomes_champion(
     assert run.data.tags["retraind.git.commit"] == "c" * 40
     names = {a.path for a in client.list_artifacts(first.run_id)}
     assert {"model", "metrics.json", "confusion_matrix.png", "classification_report.txt"} <= names
-    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "2"
+    assert client.get_model_version(MODEL, "1").current_stage == "Archived"
     assert str(tmp_path / "artifacts") in run.info.artifact_uri  # never ./mlruns in the cwd
 
     # From the host venv, by alias: N raw texts in, N labels out.

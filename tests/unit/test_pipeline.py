@@ -5,12 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
-from daemon.config import load_settings
 from daemon.errors import EXIT_GATE, EXIT_INFRA, EXIT_STAGE, TrackingError
-from daemon.gitinfo import GitInfo
-from daemon.manifest import DataFile, Manifest
+from daemon.manifest import Manifest
 from daemon.pipeline import run_stages
 from daemon.proc import CmdResult
 from handlers.base import Ports, RunContext
@@ -21,6 +17,7 @@ METRICS = {"f1_score_weighted": 0.73, "accuracy": 0.74}
 VERSIONS = {"python": "3.11.2", "node": "18.19.0", "scikit-learn": "1.9.1"}
 JEST_OK = {"numPassedTests": 12, "testResults": []}
 DATA_OK = {"passed": True, "rows": 100, "problems": []}
+IDENTITY = {"model_sha256": "m" * 64, "predictions_sha256": "p" * 64}
 
 
 def train_script(job):  # type: ignore[no-untyped-def]
@@ -29,7 +26,14 @@ def train_script(job):  # type: ignore[no-untyped-def]
     (out / "model").mkdir(exist_ok=True)
     (out / "artifacts" / "metrics.json").write_text(json.dumps(METRICS))
     (out / "artifacts" / "params.json").write_text(json.dumps({"n_features": 10}))
+    (out / "artifacts" / "identity.json").write_text(json.dumps(IDENTITY))
+    (out / "model" / "MLmodel").write_text("flavors: {}\n")
     return CmdResult(tuple(job.argv), 0, "", "")
+
+
+def preprocess_script(job):  # type: ignore[no-untyped-def]
+    writes("processed.jsonl", {"tokens": "a b"})(job)
+    return writes("summary.json", {"rows_out": 100})(job)
 
 
 def containers(**override) -> FakeContainers:  # type: ignore[no-untyped-def]
@@ -38,22 +42,11 @@ def containers(**override) -> FakeContainers:  # type: ignore[no-untyped-def]
         "validate-jest": writes("jest.json", JEST_OK),
         "validate-data": writes("data-check.json", DATA_OK),
         "preprocess-parity": writes("parity.json", {"rows": 100, "mismatches": 0, "examples": []}),
-        "preprocess": writes("summary.json", {"rows_out": 100}),
+        "preprocess": preprocess_script,
         "train": train_script,
     }
     scripts.update(override)
     return FakeContainers(scripts, images={"localhost/retraind-base:bookworm": "sha256:base"})
-
-
-@pytest.fixture
-def ctx(tmp_path: Path) -> RunContext:
-    repo = tmp_path / "repo"
-    (repo / "scripts").mkdir(parents=True)
-    for name in ("Containerfile", "requirements.lock", "scripts/package-lock.json"):
-        (repo / name).write_text(name)
-    settings = load_settings({"repo": repo, "data_dir": tmp_path / "data"}, environ={"HOME": str(tmp_path)})
-    manifest = Manifest((DataFile("tweets.csv", 10, "f" * 64),))
-    return RunContext("r1", tmp_path / "run", settings, GitInfo("c" * 40, "main", False, repo), manifest)
 
 
 def test_a_good_run_passes_every_stage_and_registers_with_provenance(ctx: RunContext) -> None:

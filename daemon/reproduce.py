@@ -1,0 +1,209 @@
+"""`retraind reproduce RUN`: rebuild a registered run's model from its recorded provenance alone.
+
+Check out the run's commit into a temporary worktree, verify the data against the run's manifest,
+rebuild the image, retrain sealed with the recorded params, and compare model hash, prediction hash
+and every metric with what MLflow recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from daemon.config import Settings
+from daemon.errors import ReproduceRefusedError, TrackingError
+from daemon.gitinfo import GitInfo, Pygit2Reader
+from daemon.manifest import Manifest, manifest_diff
+from daemon.params import params_from_mlflow
+from daemon.pipeline import PipelineOutcome, Reporter, run_stages
+from daemon.registry import mlflow_client
+from daemon.tracking import Registration, RunRecord
+from handlers.base import Ports, RunContext
+from handlers.build import input_hashes
+from handlers.registry import STAGES
+
+REBUILT = ("build", "preprocess", "train")  # the gate already passed once; registering again is not wanted
+IDENTITY_TAGS = {"model_sha256": "retraind.model.sha256", "predictions_sha256": "retraind.predictions.sha256"}
+
+
+@dataclass(frozen=True)
+class RecordedRun:
+    """What MLflow holds about one pipeline run."""
+
+    mlflow_run_id: str
+    retraind_run_id: str
+    params: Mapping[str, str]
+    metrics: Mapping[str, float]
+    tags: Mapping[str, str]
+    manifest: Sequence[Mapping[str, Any]] | None  # provenance/manifest.json's files, None if absent
+
+
+@dataclass(frozen=True)
+class Verdict:
+    identical: bool
+    differences: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+    compared: tuple[str, ...] = ()  # what was found equal, for the person reading "identical"
+
+
+class RunSource(Protocol):
+    def recorded_run(self, ref: str) -> RecordedRun: ...
+
+
+def provenance_problems(run: RecordedRun) -> list[str]:
+    """Why the record alone cannot rebuild the run (empty: it can)."""
+    problems = []
+    if "retraind.git.commit" not in run.tags:
+        problems.append("it records no git commit (retraind.git.commit)")
+    if run.tags.get("retraind.git.dirty") == "true":
+        problems.append("it was trained from a worktree with uncommitted changes: its code is in no commit")
+    if run.tags.get("retraind.outcome") != "success":
+        problems.append(f"it did not train a model (outcome {run.tags.get('retraind.outcome', '?')})")
+    missing = [tag for tag in IDENTITY_TAGS.values() if tag not in run.tags]
+    if missing:
+        problems.append(f"it records no {', '.join(missing)} (registered before model hashes existed)")
+    if run.manifest is None:
+        problems.append("it has no provenance/manifest.json artifact (the data file by file)")
+    return problems
+
+
+def recorded_data(run: RecordedRun, current: Manifest) -> Manifest:
+    """The recorded files as they are now; refuse, naming each file, unless they are the same bytes."""
+    recorded = list(run.manifest or [])
+    differences = manifest_diff(recorded, current)
+    if differences:
+        raise ReproduceRefusedError(run.retraind_run_id, ["the data changed since the run", *differences])
+    wanted = {str(f["name"]) for f in recorded}
+    return Manifest(tuple(f for f in current.files if f.name in wanted))
+
+
+def compare(run: RecordedRun, outcome: PipelineOutcome) -> Verdict:
+    """Model hash, prediction hash and every recorded metric: equal, or the precise differences."""
+    train = outcome.results["train"].outputs
+    differences = []
+    for key, tag in IDENTITY_TAGS.items():
+        now, then = str(train["identity"].get(key, "")), run.tags[tag]
+        if now != then:
+            differences.append(f"{key.replace('_sha256', '')} sha256: recorded {then[:16]}, now {now[:16]}")
+    for name, then_value in sorted(run.metrics.items()):
+        now_value = train["metrics"].get(name)
+        if now_value is None:
+            differences.append(f"metric {name}: recorded {then_value!r}, not produced now")
+        elif float(now_value) != float(then_value):
+            delta = float(now_value) - float(then_value)
+            differences.append(f"metric {name}: recorded {then_value!r}, now {now_value!r} ({delta:+.6g})")
+    equal = [f"{key.replace('_sha256', '')} sha256 {run.tags[tag]}" for key, tag in IDENTITY_TAGS.items()]
+    equal.append(f"all {len(run.metrics)} metrics, e.g. weighted F1 {run.metrics.get('f1_score_weighted')!r}")
+    notes = []
+    image = outcome.results["build"].outputs["image_id"]
+    if image != run.tags.get("retraind.image.id"):
+        notes.append(
+            f"image {image[:12]} differs from the recorded {run.tags.get('retraind.image.id', '?')[:12]}"
+            " (a rebuilt base image or a newer package mirror; the model is what is compared)"
+        )
+    if differences:
+        return Verdict(False, tuple(differences), tuple(notes))
+    return Verdict(True, (), tuple(notes), tuple(equal))
+
+
+class OfflineTracker:
+    """A reproduction registers nothing: its result is compared, not recorded."""
+
+    def record(self, run: RunRecord, model_name: str) -> Registration:
+        return Registration("", None, False)
+
+    def end_interrupted(self, retraind_run_id: str, reason: str) -> list[str]:
+        return []
+
+
+def reproduce_run(
+    settings: Settings,
+    run: RecordedRun,
+    current: Manifest,
+    ports: Ports,
+    reporter: Reporter,
+    run_id: str,
+) -> tuple[Verdict, PipelineOutcome]:
+    """Rebuild and retrain `run` in a temporary worktree of its commit; never touches the registry."""
+    problems = provenance_problems(run)
+    if problems:
+        raise ReproduceRefusedError(run.retraind_run_id, problems)
+    manifest = recorded_data(run, current)
+    params = params_from_mlflow(run.params)
+    commit = run.tags["retraind.git.commit"]
+    parent = settings.state_dir / "reproduce"
+    parent.mkdir(parents=True, exist_ok=True)
+    with Pygit2Reader().worktree(settings.repo, commit, parent) as tree:
+        rebuilt = replace(settings, repo=tree, image=f"{settings.image}-reproduce", no_cache=False)
+        ctx = RunContext(run_id, parent / run_id, rebuilt, GitInfo(commit, "", False, tree), manifest, params)
+        ctx.run_dir.mkdir(parents=True)
+        changed = _changed_build_inputs(ctx, run.tags)
+        if changed:
+            raise ReproduceRefusedError(run.retraind_run_id, changed)
+        offline = replace(ports, tracker=OfflineTracker(), outbox=None, cache=None)
+        outcome = run_stages(ctx, [STAGES[name] for name in REBUILT], offline, reporter, use_cache=False)
+    if not outcome.ok:
+        assert outcome.error is not None
+        raise outcome.error
+    return compare(run, outcome), outcome
+
+
+def _changed_build_inputs(ctx: RunContext, tags: Mapping[str, str]) -> list[str]:
+    """The commit's Containerfile and lockfiles must hash as recorded (unless history was rewritten)."""
+    changed = []
+    for key, now in input_hashes(ctx).items():
+        then = tags.get(f"retraind.sha256.{key}")
+        if then is not None and then != now:
+            changed.append(
+                f"{key} at commit {ctx.git.commit[:12]} hashes {now[:12]}, the run recorded {then[:12]}"
+            )
+    return changed
+
+
+class MlflowRunSource:
+    """The real `RunSource`: a run by MLflow run ID or by retraind run ID, with its manifest artifact."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri
+
+    def recorded_run(self, ref: str) -> RecordedRun:
+        try:
+            return self._recorded_run(ref)
+        except (ReproduceRefusedError, TrackingError):
+            raise
+        except Exception as e:  # MLflow raises many kinds; one boundary maps them all
+            raise TrackingError(f"MLflow at {self.tracking_uri} failed: {e}") from e
+
+    def _recorded_run(self, ref: str) -> RecordedRun:
+        client = mlflow_client(self.tracking_uri)
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        found = client.search_runs(experiments, filter_string=f"tags.`retraind.run_id` = '{ref}'")
+        if not found and len(ref) == 32 and all(c in "0123456789abcdef" for c in ref):
+            found = client.search_runs(experiments, filter_string=f"attributes.run_id = '{ref}'")
+        finished = [r for r in found if r.info.status == "FINISHED"]
+        if not finished:
+            raise ReproduceRefusedError(ref, [f"no finished run {ref!r} in MLflow at {self.tracking_uri}"])
+        r = finished[0]
+        return RecordedRun(
+            str(r.info.run_id),
+            str(r.data.tags.get("retraind.run_id", ref)),
+            dict(r.data.params),
+            {k: float(v) for k, v in r.data.metrics.items()},
+            dict(r.data.tags),
+            self._manifest(client, str(r.info.run_id)),
+        )
+
+    def _manifest(self, client: Any, run_id: str) -> list[dict[str, Any]] | None:
+        from mlflow.exceptions import MlflowException
+
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = client.download_artifacts(run_id, "provenance/manifest.json", tmp)
+            except (MlflowException, OSError):
+                return None
+            files: list[dict[str, Any]] = json.loads(Path(path).read_text(encoding="utf-8"))["files"]
+            return files

@@ -1,0 +1,46 @@
+"""train.py's model identity: a canonical pickle without the vectorizer's memory address."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from types import ModuleType
+
+import pandas as pd
+
+from tests.conftest import ROOT
+
+
+def train_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("retraind_train", ROOT / "scripts/train.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def fitted(train: ModuleType, c: float = 1.0):  # type: ignore[no-untyped-def]
+    frame = pd.DataFrame({"tokens": ["good fun", "bad sad", "meh ok", "good good", "sad bad", "ok meh"]})
+    labels = ["positive", "negative", "neutral", "positive", "negative", "neutral"]
+    return train.build_classifier(c, 42).fit(frame, labels)
+
+
+def test_the_memory_address_attribute_is_left_out_and_nothing_else() -> None:
+    train = train_module()
+    model = fitted(train)
+    tfidf = model.named_steps["features"].named_transformers_["tfidf"]
+    before = train.canonical_model_sha256(model)
+    tfidf._stop_words_id = 12345  # what another process would hold
+    assert train.canonical_model_sha256(model) == before
+    assert hasattr(tfidf, "_stop_words_id")  # hashing does not change the model
+    assert train.canonical_model_sha256(fitted(train, c=0.5)) != before
+
+
+def test_prediction_hash_covers_rows_and_labels_in_order() -> None:
+    train = train_module()
+    rows = pd.DataFrame({"file": ["a.csv", "a.csv"], "line": [2, 3], "predicted": ["positive", "neutral"]})
+    same = train.predictions_sha256(rows)
+    assert same == train.predictions_sha256(rows.copy())
+    assert same != train.predictions_sha256(rows.assign(predicted=["positive", "negative"]))
+    assert same != train.predictions_sha256(rows.iloc[::-1])
