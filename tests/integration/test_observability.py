@@ -122,6 +122,9 @@ def test_dashboard_sql_on_a_real_mlflow_database(filled_mlflow: str, postgres: P
             columns = [d.name for d in cur.description]
             rows = cur.fetchall()
             assert rows, f"panel {title!r} returned nothing"
+            if title == "Registered versions":  # the gate tagged every version with its reason
+                reasons = [r[columns.index("Promotion gate")] for r in rows]
+                assert len(reasons) == 3 and all(reasons), reasons
             if "time" in columns and "metric" in columns:  # a time series, one per version
                 series = Counter((r[columns.index("time")], r[columns.index("metric")]) for r in rows)
                 assert max(series.values()) == 1, f"panel {title!r}: duplicated points {series}"

@@ -59,3 +59,41 @@ def test_under_journald_lines_carry_their_syslog_priority() -> None:
     LogReporter().stage_failed("r1", "train", 1.0, GateRejectedError("validate", ["x"]))
     line = out.getvalue().strip()
     assert line.startswith("<3>{") and json.loads(line[3:])["event"] == "stage_failed"
+
+
+def test_an_up_to_date_run_says_which_run_and_model_and_counts_cache_hits() -> None:
+    from dataclasses import replace
+
+    from prometheus_client import CollectorRegistry
+
+    from daemon.metrics import Metrics
+    from daemon.progress import MetricsReporter
+
+    cached = {
+        "train": replace(TRAIN, cached_from="r1", summary="up to date: weighted F1 0.7311 (run r1)"),
+        "register": replace(REGISTER, cached_from="r1"),
+    }
+    outcome = PipelineOutcome("r2", cached, {"train": 0.01, "register": 0.0}, 0.4)
+    out = io.StringIO()
+    reporter = ConsoleReporter(Console(file=out, width=160, force_terminal=False))
+    reporter.stage_finished("r2", cached["train"], 0.01)
+    reporter.run_finished(outcome)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("= train") and "(run r1)" in lines[0]
+    assert lines[1].startswith("up to date: run r1, model v3, weighted F1 0.7311; nothing to train")
+
+    registry = CollectorRegistry()
+    metrics_reporter = MetricsReporter(Metrics(registry), "manual", clock=lambda: 100.0)
+    for result in cached.values():
+        metrics_reporter.stage_finished("r2", result, 0.01)
+    metrics_reporter.run_finished(outcome)
+    assert registry.get_sample_value("retraind_stage_cache_hits_total", {"stage": "train"}) == 1.0
+    assert registry.get_sample_value("retraind_stage_cache_hits_total", {"stage": "build"}) == 0.0
+    runs = registry.get_sample_value("retraind_runs_total", {"outcome": "up_to_date", "trigger": "manual"})
+    assert runs == 1.0
+
+    out = io.StringIO()
+    configure_logging(json_lines=True, stream=out)
+    LogReporter().run_finished(outcome)
+    finished = json.loads(out.getvalue())
+    assert finished["outcome"] == "up_to_date" and finished["summary"] == "up to date: run r1, model v3"
