@@ -121,10 +121,11 @@ class ConsoleReporter:
                 f"({f['duration_s']:.1f} s; retraind run --force retrains anyway)"
             )
         elif outcome.ok:
+            champion = " (champion)" if f.get("champion") else ""
+            model = f"model v{f['model_version']}{champion}, " if f.get("model_version") else ""
             self.console.print(
                 f"[bold green]run {f['run_id']} succeeded[/] in {f['duration_s']:.1f} s: "
-                f"model v{f.get('model_version')}{' (champion)' if f.get('champion') else ''}, "
-                f"weighted F1 {f.get('f1_score_weighted', float('nan')):.4f}"
+                f"{model}weighted F1 {f.get('f1_score_weighted', float('nan')):.4f}"
             )
         else:
             self.console.print(
