@@ -15,13 +15,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from prometheus_client import CollectorRegistry, start_http_server
 
 from daemon.config import Settings
 from daemon.control import ControlServer
-from daemon.errors import ConfigError
+from daemon.errors import ConfigError, RetraindError
 from daemon.gitinfo import Pygit2Reader
 from daemon.journal import Journal
 from daemon.manifest import Manifest, build_manifest
@@ -32,6 +33,7 @@ from daemon.params import load_params
 from daemon.pipeline import PipelineOutcome, Reporter, run_stages
 from daemon.podman import PodmanCli
 from daemon.promotion import GatePolicy
+from daemon.registry import MlflowRegistry
 from daemon.service import Hooks, Service
 from daemon.stagecache import JournalStageCache
 from daemon.tracking import MlflowTracker
@@ -130,6 +132,14 @@ def start_intake(service: Service) -> Callable[[Settings, queue.Queue[RawEvent]]
         watcher = Watcher(settings.data_dir, Pygit2Reader().git_dir(settings.repo), raw)
         scheduler = build_scheduler(settings, raw)
         control = ControlServer(settings.state_dir / "control.sock", control_handler(service))
+        champion = ChampionGauge(MlflowRegistry(settings.tracking_uri), settings.model_name, service.metrics)
+        scheduler.add_job(
+            champion.refresh,
+            "interval",
+            seconds=settings.reconcile_interval_s,
+            next_run_time=datetime.now(UTC),
+            id="champion",
+        )
         watcher.start()
         scheduler.start()
         control.start()
@@ -142,6 +152,23 @@ def start_intake(service: Service) -> Callable[[Settings, queue.Queue[RawEvent]]
         return stop
 
     return start
+
+
+class ChampionGauge:
+    """retraind_champion_f1 follows the registry, so a promote or rollback by hand shows up too."""
+
+    def __init__(self, registry: Any, model_name: str, metrics: Metrics) -> None:
+        self.registry, self.model_name, self.metrics = registry, model_name, metrics
+
+    def refresh(self) -> float | None:
+        try:
+            f1: float | None = self.registry.champion_f1(self.model_name)
+        except RetraindError as e:  # MLflow down: keep the last value, say so once per interval
+            structlog.get_logger().warning("champion_refresh_failed", model=self.model_name, error=str(e))
+            return None
+        if f1 is not None:
+            self.metrics.champion_f1.set(f1)
+        return f1
 
 
 def build_scheduler(settings: Settings, raw: queue.Queue[RawEvent]) -> BackgroundScheduler:

@@ -186,16 +186,17 @@ class Journal:
         model_version: str | None = None,
         mlflow_run_id: str | None = None,
         image_id: str | None = None,
+        champion: bool | None = None,
     ) -> None:
         if status not in FINAL_STATUSES:
             raise ValueError(f"finish_run: {status!r} is not one of {', '.join(FINAL_STATUSES)}")
         with self._tx() as tx:
             cur = tx.execute(
                 "UPDATE runs SET status = ?, finished_at = ?, exit_code = ?, failed_stage = ?, error = ?, "
-                "f1 = ?, model_version = ?, mlflow_run_id = ?, image_id = ? "
+                "f1 = ?, model_version = ?, mlflow_run_id = ?, image_id = ?, champion = ? "
                 "WHERE run_id = ? AND status = 'running'",
                 (status, self._clock(), exit_code, failed_stage, error, f1, model_version, mlflow_run_id,
-                 image_id, run_id),
+                 image_id, champion, run_id),
             )  # fmt: skip
             if cur.rowcount != 1:
                 raise ValueError(f"finish_run: run {run_id} is not running")
@@ -299,15 +300,15 @@ class Journal:
 
         last_run_f1: f1 of the latest finished run that has one; last_run_finished_at: when the latest
         run finished, whatever its status; last_success_finished_at: the latest succeeded run;
-        champion_f1: f1 of the latest succeeded run that registered a model version. That is only
-        "champion-ish": the registry alias may have been moved by hand.
+        champion_f1: f1 of the latest succeeded run whose version the gate made champion (rows from
+        before the gate: that registered a version). The daemon then follows the registry itself.
         """
         queries = {
             "last_run_f1": "SELECT f1 FROM runs WHERE f1 IS NOT NULL AND finished_at IS NOT NULL",
             "last_run_finished_at": "SELECT finished_at FROM runs WHERE finished_at IS NOT NULL",
             "last_success_finished_at": "SELECT finished_at FROM runs WHERE status = 'succeeded'",
             "champion_f1": "SELECT f1 FROM runs WHERE status = 'succeeded' AND model_version IS NOT NULL "
-            "AND f1 IS NOT NULL",
+            "AND f1 IS NOT NULL AND coalesce(champion, 1) = 1",
         }
         found: dict[str, float] = {}
         with self._tx(write=False) as tx:

@@ -42,12 +42,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             summary TEXT NOT NULL, outputs TEXT NOT NULL, created_at REAL NOT NULL,
             PRIMARY KEY (stage, key))""",
     ),
+    (  # 4: whether the promotion gate made the run's version champion (NULL: not known, older rows)
+        "ALTER TABLE runs ADD COLUMN champion INTEGER",
+    ),
 )
 
 Causes = tuple[tuple[str, str], ...]
 RUN_COLUMNS = (
     'run_id, trigger, causes, "commit", data_sha256, status, attempt, retry_of, started_at, finished_at, '
-    "exit_code, failed_stage, error, f1, model_version, mlflow_run_id, image_id"
+    "exit_code, failed_stage, error, f1, model_version, mlflow_run_id, image_id, champion"
 )
 
 
@@ -70,6 +73,7 @@ class RunRow:
     model_version: str | None
     mlflow_run_id: str | None
     image_id: str | None
+    champion: int | None = None  # 1: the gate made its version champion; 0: challenger; None: unknown
 
 
 @dataclass(frozen=True)

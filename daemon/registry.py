@@ -127,6 +127,12 @@ class MlflowRegistry:
         with self._boundary() as client:
             return self._history(client, name)
 
+    def champion_f1(self, name: str) -> float | None:
+        """The weighted F1 of the version behind alias champion (None: no champion, or no F1)."""
+        with self._boundary() as client:
+            version = _alias(client, name, CHAMPION)
+            return None if version is None else _f1(client, name, version)
+
     def versions(self, name: str) -> list[VersionRow]:
         """Every version, newest first; an unknown model has none."""
         with self._boundary() as client:

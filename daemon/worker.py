@@ -123,5 +123,6 @@ def execute(
         model_version=register.outputs["model_version"] if register else None,
         mlflow_run_id=register.outputs["mlflow_run_id"] if register else None,
         image_id=outcome.results["build"].outputs["image_id"] if "build" in outcome.results else None,
+        champion=bool(register.outputs["champion"]) if register and not register.cached_from else None,
     )
     return status

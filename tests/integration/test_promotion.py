@@ -108,7 +108,9 @@ def test_promote_and_rollback_move_the_alias_and_the_stages_and_are_in_the_histo
     three_versions: list[Registration], uri: str
 ) -> None:
     registry = MlflowRegistry(uri)
+    assert registry.champion_f1(MODEL) == 0.72
     entry = registry.promote(MODEL, "3", "ada@lab", "v2 mislabels sarcasm")
+    assert registry.champion_f1(MODEL) == 0.60  # what the daemon's champion gauge then shows
     assert (entry.version, entry.previous, entry.action) == ("3", "2", "promote")
     assert aliases(uri) == {CHAMPION: "3"}  # the challenger alias went with the promotion
     assert stages(uri) == {"1": "Archived", "2": "Archived", "3": "Production"}
@@ -130,6 +132,7 @@ def test_promote_and_rollback_move_the_alias_and_the_stages_and_are_in_the_histo
 
 def test_refusals_name_what_exists(trained: Path, tmp_path: Path, uri: str) -> None:  # noqa: F811
     registry = MlflowRegistry(uri)
+    assert registry.champion_f1(MODEL) is None
     with pytest.raises(RegistryError, match="no registered model"):
         registry.promote(MODEL, "1", "ada@lab", "x")
     send(MlflowTracker(uri, tmp_path / "artifacts", policy=GatePolicy()), trained, "run-1", 0.7)

@@ -221,21 +221,23 @@ def test_last_success_and_gauges(journal: Journal, clock: FakeClock) -> None:
     assert journal.last_success() is None
     assert journal.gauges() == {}
     runs = [
-        ("old", "succeeded", 0.70, "1"),
-        ("unregistered", "succeeded", 0.75, None),
-        ("rejected", "gate_rejected", None, None),
+        ("before-the-gate", "succeeded", 0.68, "1", None),
+        ("old", "succeeded", 0.70, "2", True),
+        ("challenger", "succeeded", 0.60, "3", False),
+        ("unregistered", "succeeded", 0.75, None, None),
+        ("rejected", "gate_rejected", None, None, None),
     ]
-    for run_id, status, f1, version in runs:
+    for run_id, status, f1, version, champion in runs:
         clock.advance(10)
         journal.start_run(run_id, "commit", CAUSES, "abc", None)
         clock.advance(5)
-        journal.finish_run(run_id, status, 0, f1=f1, model_version=version)
+        journal.finish_run(run_id, status, 0, f1=f1, model_version=version, champion=champion)
     success = journal.last_success()
     assert success is not None and success.run_id == "unregistered"
     assert journal.gauges() == {
         "last_run_f1": 0.75,
-        "last_run_finished_at": 1_045.0,
-        "last_success_finished_at": 1_030.0,
+        "last_run_finished_at": 1_075.0,
+        "last_success_finished_at": 1_060.0,
         "champion_f1": 0.70,
     }
 

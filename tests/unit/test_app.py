@@ -1,0 +1,32 @@
+"""The composition root's own logic: the champion gauge that follows the registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from daemon.app import ChampionGauge
+from daemon.errors import TrackingError
+from daemon.metrics import Metrics
+
+
+class FakeRegistry:
+    def __init__(self, *answers: float | Exception | None) -> None:
+        self.answers = list(answers)
+
+    def champion_f1(self, name: str) -> float | None:
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def test_the_champion_gauge_follows_the_registry_and_keeps_its_value_through_an_outage() -> None:
+    registry = CollectorRegistry()
+    gauge = ChampionGauge(
+        FakeRegistry(0.74, 0.69, TrackingError("MLflow down"), None), "m", Metrics(registry)
+    )
+    value = lambda: registry.get_sample_value("retraind_champion_f1")  # noqa: E731
+    assert gauge.refresh() == 0.74 and value() == 0.74
+    assert gauge.refresh() == 0.69 and value() == 0.69  # a rollback by hand
+    assert gauge.refresh() is None and value() == 0.69  # outage: the last known value stays
+    assert gauge.refresh() is None and value() == 0.69  # no champion (yet): nothing to show
