@@ -190,7 +190,8 @@ def build_scheduler(settings: Settings, raw: queue.Queue[RawEvent]) -> Backgroun
 def control_handler(service: Service) -> Callable[[dict[str, Any], int], dict[str, Any]]:
     def handle(request: dict[str, Any], uid: int) -> dict[str, Any]:
         if request.get("cmd") == "trigger":
-            service.raw.put(RawEvent("manual", str(request.get("who") or f"uid {uid}")))
+            kind = "forced" if request.get("force") else "manual"
+            service.raw.put(RawEvent(kind, str(request.get("who") or f"uid {uid}")))
             return {"ok": True, "accepted": True}
         if request.get("cmd") == "status":
             return {"ok": True, **service.snapshot()}

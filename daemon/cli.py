@@ -80,6 +80,7 @@ def parser() -> argparse.ArgumentParser:
     watch.add_argument("--branch", help="branch whose commits trigger runs (default: the checked-out one)")
     trigger = sub.add_parser("trigger", help="ask the running daemon for a run")
     _settings_flags(trigger)
+    trigger.add_argument("--force", action="store_true", help="run every stage, ignoring the stage cache")
     status = sub.add_parser("status", help="the daemon, the current run, the last runs")
     _settings_flags(status)
     status.add_argument("-n", type=int, default=10, help="how many recent runs to show")
@@ -197,7 +198,8 @@ def _trigger(args: argparse.Namespace, json_lines: bool) -> int:
     from daemon.control import request
 
     settings = _settings(args)
-    reply = request(settings.state_dir / "control.sock", {"cmd": "trigger", "who": getpass.getuser()})
+    asked = {"cmd": "trigger", "who": getpass.getuser(), "force": args.force}
+    reply = request(settings.state_dir / "control.sock", asked)
     print(json.dumps(reply))
     return EXIT_OK if reply.get("ok") else EXIT_CRASH
 

@@ -21,7 +21,7 @@ OVERFLOW_DETAIL = "watch queue overflowed"
 class Cause:
     """Why a pipeline run is wanted."""
 
-    source: str  # "commit" | "data" | "schedule" | "manual" | "rescan"
+    source: str  # "commit" | "data" | "schedule" | "manual" | "rescan" | "force" (`trigger --force`)
     detail: str  # "<ref> <commit>", a data file name or "<name> removed", a job id, who asked
 
 
@@ -90,8 +90,11 @@ class Debouncer:
     def ref_changed(self, ref: str, commit: str, now: float) -> None:
         self._add(Cause("commit", f"{ref} {commit}"), now)
 
-    def manual(self, who: str, now: float) -> None:
+    def manual(self, who: str, now: float, force: bool = False) -> None:
+        """A person asked; with force, the run does not use the stage cache."""
         self._add(Cause("manual", who), now)
+        if force:
+            self._add(Cause("force", who), now)
 
     def scheduled(self, job_id: str, now: float) -> None:
         self._add(Cause("schedule", job_id), now)

@@ -146,7 +146,7 @@ class Metrics:
             self.last_success.set(finished_at)
 
     def event(self, sources: set[str]) -> None:
-        for source in sources:
+        for source in sources - {"force"}:  # a modifier of a manual trigger, not a source of its own
             self.events.labels(bounded(source, SOURCES, "manual")).inc()
 
     def gate_failure(self, kinds: set[str]) -> None:

@@ -142,8 +142,8 @@ class Service:
                 self.debouncer.ref_changed(self.settings.branch or ev.name, commit, now)
         elif ev.kind == "overflow":
             self.debouncer.overflow(now)
-        elif ev.kind == "manual":
-            self.debouncer.manual(ev.name, now)
+        elif ev.kind in ("manual", "forced"):
+            self.debouncer.manual(ev.name, now, force=ev.kind == "forced")
         elif ev.kind == "scheduled":
             self.debouncer.scheduled(ev.name, now)
         elif ev.kind == "reconcile":

@@ -20,7 +20,8 @@ from watchdog.observers import Observer
 @dataclass(frozen=True)
 class RawEvent:
     """One observation, before debouncing. kind: file_changed, file_closed, ref_changed, overflow,
-    manual, scheduled. name: a data file name relative to the data directory, or a ref path."""
+    manual, forced (manual, bypassing the stage cache), scheduled, reconcile. name: a data file name
+    relative to the data directory, a ref path, or who asked."""
 
     kind: str
     name: str = ""

@@ -109,7 +109,10 @@ def execute(
     reporter: Reporter = JournalReporter(journal, notifier)
     if metrics is not None:
         reporter = Fanout(reporter, MetricsReporter(metrics, trigger))
-    outcome = run_stages(ctx, list(stages.values()), ports, reporter, cancelled=cancelled)
+    forced = any(c.source == "force" for c in item.causes)  # `retraind trigger --force`
+    outcome = run_stages(
+        ctx, list(stages.values()), ports, reporter, cancelled=cancelled, use_cache=not forced
+    )
     status = outcome_status(outcome)
     train = outcome.results.get("train")
     register = outcome.results.get("register")

@@ -30,3 +30,20 @@ def test_the_champion_gauge_follows_the_registry_and_keeps_its_value_through_an_
     assert gauge.refresh() == 0.69 and value() == 0.69  # a rollback by hand
     assert gauge.refresh() is None and value() == 0.69  # outage: the last known value stays
     assert gauge.refresh() is None and value() == 0.69  # no champion (yet): nothing to show
+
+
+def test_a_trigger_request_with_force_becomes_a_forced_event() -> None:
+    import queue
+    from types import SimpleNamespace
+
+    from daemon.app import control_handler
+    from daemon.watch import RawEvent
+
+    raw: queue.Queue[RawEvent] = queue.Queue()
+    handle = control_handler(SimpleNamespace(raw=raw))  # type: ignore[arg-type]
+    assert handle({"cmd": "trigger", "who": "alice", "force": True}, 1000) == {"ok": True, "accepted": True}
+    handle({"cmd": "trigger"}, 1000)
+    assert [raw.get_nowait(), raw.get_nowait()] == [
+        RawEvent("forced", "alice"),
+        RawEvent("manual", "uid 1000"),
+    ]

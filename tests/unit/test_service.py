@@ -80,3 +80,18 @@ def test_a_manual_trigger_is_debounced_into_one_event(service: Service) -> None:
     clock.advance(1.5)
     event = service.debouncer.poll(clock.now(), service._stat)
     assert event is not None and {(c.source, c.detail) for c in event.causes} == {("manual", "alice")}
+
+
+def test_trigger_force_adds_a_force_cause_to_the_manual_one(service: Service) -> None:
+    clock = FakeClock()
+    service.clock = clock.now
+    service._observe(RawEvent("forced", "alice"))
+    service._observe(RawEvent("manual", "bob"))
+    clock.advance(1.5)
+    event = service.debouncer.poll(clock.now(), service._stat)
+    assert event is not None
+    assert {(c.source, c.detail) for c in event.causes} == {
+        ("manual", "alice"),
+        ("force", "alice"),
+        ("manual", "bob"),
+    }

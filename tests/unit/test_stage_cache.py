@@ -138,3 +138,31 @@ def test_the_journal_keeps_entries_across_processes(tmp_path: Path) -> None:
     found = JournalStageCache(reopened).lookup("train", "k1")
     assert found is not None and found.run_id == "r1" and found.outputs == {"dir": "/x"}
     assert JournalStageCache(reopened).lookup("train", "k2") is None
+
+
+def test_the_daemon_uses_the_cache_unless_a_trigger_says_force(ctx: RunContext, tmp_path: Path) -> None:
+    from daemon.debounce import Cause, PipelineEvent
+    from daemon.notify import Notifier
+    from daemon.worker import Queued, execute
+
+    journal = Journal.open(tmp_path / "journal.db")
+    cache = JournalStageCache(journal)
+
+    def queued(*causes: Cause) -> Queued:
+        return Queued(PipelineEvent(frozenset(causes), 0.0, 0.0))
+
+    def daemon_run(item: Queued, run_id: str) -> tuple[str, FakeContainers]:
+        fake = containers()
+        prepare = lambda rid, trigger: replace(ctx, run_id=rid, run_dir=tmp_path / rid)  # noqa: E731
+        ports = Ports(fake, FakeTracker(), cache=cache)
+        status = execute(item, run_id, prepare, journal, ports, STAGES, Notifier(None), lambda: None)
+        return status, fake
+
+    manual = Cause("manual", "alice")
+    assert daemon_run(queued(manual), "d1")[0] == "succeeded"
+    status, fake = daemon_run(queued(manual), "d2")
+    assert status == "up_to_date" and not fake.ran
+    assert [s.outcome for s in journal.stages("d2")] == ["cache_hit"] * 5
+    status, fake = daemon_run(queued(manual, Cause("force", "alice")), "d3")
+    assert status == "succeeded" and ran(fake) == set(STAGES) - {"register"}
+    assert journal.get_run("d3").trigger == "manual"  # type: ignore[union-attr]
