@@ -14,7 +14,11 @@ from typing import Any
 
 from daemon.errors import TrackingError
 from daemon.journal import Journal
+from daemon.stagecache import JournalStageCache
 from daemon.tracking import Registration, RunRecord
+from handlers.base import StageResult
+
+REGISTER_KEY_TAG = "retraind.cache_key.register"  # set by handlers/register.py
 
 BACKOFF_FIRST_S = 5.0
 BACKOFF_MAX_S = 300.0
@@ -85,6 +89,7 @@ class Outbox:
                 deliveries.append(Delivery(run_id, None, str(e)))
                 continue
             self._delivered(run_id, reg)
+            self._cache(run_id, record, model_name, reg)
             deliveries.append(Delivery(run_id, reg))
         return deliveries
 
@@ -93,6 +98,22 @@ class Outbox:
             tx.execute(
                 "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE run_id = ?",
                 (attempts, self.journal.now() + backoff_s(attempts), error[:2000], run_id),
+            )
+
+    def _cache(self, run_id: str, record: RunRecord, model_name: str, reg: Registration) -> None:
+        """A late registration is still the register stage's result: the next run with the same
+        inputs is up to date rather than registering the same model again."""
+        key = record.tags.get(REGISTER_KEY_TAG)
+        if key and reg.model_version is not None:
+            outputs = {
+                "mlflow_run_id": reg.run_id,
+                "model_version": reg.model_version,
+                "champion": reg.champion,
+                "queued": False,
+            }
+            summary = f"MLflow run {reg.run_id[:8]}, {model_name} v{reg.model_version} (from the outbox)"
+            JournalStageCache(self.journal).store(
+                "register", key, run_id, StageResult("register", summary, outputs)
             )
 
     def _delivered(self, run_id: str, reg: Registration) -> None:

@@ -105,7 +105,8 @@ class Register:
             status="FINISHED",
             params=params,
             metrics=train["metrics"],
-            tags=provenance_tags(ctx) | {"retraind.outcome": "success"},
+            tags=provenance_tags(ctx)
+            | {"retraind.outcome": "success", "retraind.cache_key.register": self.cache_key(ctx, ports)},
             artifact_dirs={"": train_dir / "artifacts", "provenance": provenance_dir(ctx)}
             | validation_dirs(ctx),
             model_dir=train_dir / "model",

@@ -49,3 +49,18 @@ def test_waits_with_backoff_then_delivers_once(tmp_path: Path) -> None:
     assert delivered.registration is not None and up.records == [RECORD]
     assert outbox.backlog() == 0 and outbox.flush(up, force=True) == []
     assert journal.get_run("r1").mlflow_run_id == "mlflow-1"  # type: ignore[union-attr]
+
+
+def test_a_late_registration_fills_the_register_stage_cache(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from daemon.stagecache import JournalStageCache
+
+    journal = Journal.open(tmp_path / "journal.db")
+    journal.start_run("r1", "data", [("data", "a.csv")], "c", "d")
+    outbox = Outbox(journal)
+    keyed = replace(RECORD, tags={**RECORD.tags, "retraind.cache_key.register": "k" * 64})
+    outbox.put("r1", keyed, "model", "connection refused")
+    outbox.flush(FakeTracker(), force=True)
+    hit = JournalStageCache(journal).lookup("register", "k" * 64)
+    assert hit is not None and hit.run_id == "r1" and hit.outputs["model_version"] == "1"
