@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import structlog
 from prometheus_client import CollectorRegistry
 
 from daemon.app import ChampionGauge
@@ -28,7 +29,9 @@ def test_the_champion_gauge_follows_the_registry_and_keeps_its_value_through_an_
     value = lambda: registry.get_sample_value("retraind_champion_f1")  # noqa: E731
     assert gauge.refresh() == 0.74 and value() == 0.74
     assert gauge.refresh() == 0.69 and value() == 0.69  # a rollback by hand
-    assert gauge.refresh() is None and value() == 0.69  # outage: the last known value stays
+    with structlog.testing.capture_logs() as logs:
+        assert gauge.refresh() is None and value() == 0.69  # outage: the last known value stays
+    assert [(e["event"], e["error"]) for e in logs] == [("champion_refresh_failed", "MLflow down")]
     assert gauge.refresh() is None and value() == 0.69  # no champion (yet): nothing to show
 
 
