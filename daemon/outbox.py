@@ -8,7 +8,7 @@ is back, with capped exponential backoff, exactly once: the pipeline run ID is t
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +16,7 @@ from daemon.errors import TrackingError
 from daemon.journal import Journal
 from daemon.stagecache import JournalStageCache
 from daemon.tracking import Registration, RunRecord
-from handlers.base import StageResult
-
-REGISTER_KEY_TAG = "retraind.cache_key.register"  # set by handlers/register.py
+from handlers.register import KEY_TAG, registered
 
 BACKOFF_FIRST_S = 5.0
 BACKOFF_MAX_S = 300.0
@@ -103,18 +101,11 @@ class Outbox:
     def _cache(self, run_id: str, record: RunRecord, model_name: str, reg: Registration) -> None:
         """A late registration is still the register stage's result: the next run with the same
         inputs is up to date rather than registering the same model again."""
-        key = record.tags.get(REGISTER_KEY_TAG)
+        key = record.tags.get(KEY_TAG)
         if key and reg.model_version is not None:
-            outputs = {
-                "mlflow_run_id": reg.run_id,
-                "model_version": reg.model_version,
-                "champion": reg.champion,
-                "queued": False,
-            }
-            summary = f"MLflow run {reg.run_id[:8]}, {model_name} v{reg.model_version} (from the outbox)"
-            JournalStageCache(self.journal).store(
-                "register", key, run_id, StageResult("register", summary, outputs)
-            )
+            result = registered(reg, model_name)
+            result = replace(result, summary=f"{result.summary} (from the outbox)")
+            JournalStageCache(self.journal).store(result.stage, key, run_id, result)
 
     def _delivered(self, run_id: str, reg: Registration) -> None:
         with self.journal.transaction() as tx:

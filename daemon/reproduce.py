@@ -24,10 +24,10 @@ from daemon.registry import mlflow_client
 from daemon.tracking import Registration, RunRecord
 from handlers.base import Ports, RunContext
 from handlers.build import input_hashes
+from handlers.register import IDENTITY_TAGS
 from handlers.registry import STAGES
 
 REBUILT = ("build", "preprocess", "train")  # the gate already passed once; registering again is not wanted
-IDENTITY_TAGS = {"model_sha256": "retraind.model.sha256", "predictions_sha256": "retraind.predictions.sha256"}
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,13 @@ from typing import Any
 from daemon import __version__
 from daemon.cachekeys import stage_key
 from daemon.errors import RetraindError, TrackingError
-from daemon.tracking import RunRecord
+from daemon.tracking import Registration, RunRecord
 from handlers.base import Ports, RunContext, StageResult
 
 NAME = "register"
+KEY_TAG = "retraind.cache_key.register"  # lets a registration sent later from the outbox fill the cache
+# train.py's identity.json keys -> the run tags that carry them (`retraind reproduce` compares these)
+IDENTITY_TAGS = {"model_sha256": "retraind.model.sha256", "predictions_sha256": "retraind.predictions.sha256"}
 
 
 def provenance_tags(ctx: RunContext) -> dict[str, str]:
@@ -41,7 +44,7 @@ def provenance_tags(ctx: RunContext) -> dict[str, str]:
         tags.update({f"retraind.version.{k}": v for k, v in build["versions"].items()})
     if "train" in ctx.results:
         identity = ctx.results["train"].outputs.get("identity", {})
-        tags.update({f"retraind.{k.replace('_sha256', '.sha256')}": v for k, v in identity.items()})
+        tags.update({IDENTITY_TAGS[k]: v for k, v in identity.items() if k in IDENTITY_TAGS})
     tags.update({f"retraind.cache_key.{k}": r.cache_key for k, r in ctx.results.items() if r.cache_key})
     return tags
 
@@ -105,8 +108,7 @@ class Register:
             status="FINISHED",
             params=params,
             metrics=train["metrics"],
-            tags=provenance_tags(ctx)
-            | {"retraind.outcome": "success", "retraind.cache_key.register": self.cache_key(ctx, ports)},
+            tags=provenance_tags(ctx) | {"retraind.outcome": "success", KEY_TAG: self.cache_key(ctx, ports)},
             artifact_dirs={"": train_dir / "artifacts", "provenance": provenance_dir(ctx)}
             | validation_dirs(ctx),
             model_dir=train_dir / "model",
@@ -124,19 +126,21 @@ class Register:
                 summary,
                 {"mlflow_run_id": None, "model_version": None, "champion": False, "queued": True},
             )
-        challenger = f" (challenger: {reg.promoted_reason})" if reg.promoted_reason else ""
-        alias = " (champion)" if reg.champion else challenger
-        summary = f"MLflow run {reg.run_id[:8]}, {ctx.settings.model_name} v{reg.model_version}{alias}"
-        return StageResult(
-            NAME,
-            summary,
-            {
-                "mlflow_run_id": reg.run_id,
-                "model_version": reg.model_version,
-                "champion": reg.champion,
-                "queued": False,
-            },
-        )
+        return registered(reg, ctx.settings.model_name)
+
+
+def registered(reg: Registration, model_name: str) -> StageResult:
+    """The stage's result for a registration, whether made now or delivered later by the outbox."""
+    challenger = f" (challenger: {reg.promoted_reason})" if reg.promoted_reason else ""
+    alias = " (champion)" if reg.champion else challenger
+    summary = f"MLflow run {reg.run_id[:8]}, {model_name} v{reg.model_version}{alias}"
+    outputs = {
+        "mlflow_run_id": reg.run_id,
+        "model_version": reg.model_version,
+        "champion": reg.champion,
+        "queued": False,
+    }
+    return StageResult(NAME, summary, outputs)
 
 
 STAGE = Register()
