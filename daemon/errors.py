@@ -87,3 +87,26 @@ class ReproduceRefusedError(RetraindError):
     def __init__(self, run: str, reasons: Sequence[str]) -> None:
         self.run, self.reasons = run, tuple(reasons)
         super().__init__(f"cannot reproduce run {run}: " + "; ".join(self.reasons))
+
+
+class CommandTimeoutError(InfrastructureError):
+    """A command `run_cmd` started ran past its time limit; it was stopped and reaped."""
+
+    def __init__(self, argv0: str, timeout_s: float) -> None:
+        self.argv0, self.timeout_s = argv0, timeout_s
+        super().__init__(f"{argv0} timed out after {timeout_s:.0f} s")
+
+
+class StageTimeoutError(RetraindError):
+    """A stage's container or build ran past `stage_timeout_s`, and was stopped.
+
+    Exit 4, like StageFailedError: what ran too long is the stage's own work (its code, its data, or
+    a limit set too low for them), which the same inputs would repeat; podman, git and MLflow did
+    what was asked (they answered the stop), so it is not infrastructure (5).
+    """
+
+    exit_code = EXIT_STAGE
+
+    def __init__(self, stage: str, timeout_s: float, stopped: str) -> None:
+        self.stage, self.timeout_s, self.stopped = stage, timeout_s, stopped
+        super().__init__(f"stage {stage} timed out after {timeout_s:.0f} s; {stopped}")

@@ -11,11 +11,14 @@ from daemon.errors import (
     PODMAN_FAILED,
     PODMAN_NOT_EXECUTABLE,
     PODMAN_NOT_FOUND,
+    CommandTimeoutError,
     InfrastructureError,
+    StageTimeoutError,
 )
 from daemon.proc import CmdResult, run_cmd
 
 LABEL = "io.retraind"
+STAGE_LABEL = "io.retraind.stage"
 IMAGE_UID = 10001  # the non-root user the Containerfile creates
 IMAGE_USER = f"{IMAGE_UID}:{IMAGE_UID}"
 
@@ -99,6 +102,15 @@ def build_argv(job: BuildJob) -> tuple[str, ...]:
     return (*argv, str(job.context))
 
 
+def stop_argv(name: str, stop_timeout_s: float) -> tuple[str, ...]:
+    """SIGTERM to the container's init, SIGKILL after stop_timeout_s; a container gone is fine."""
+    return ("podman", "stop", "--ignore", f"--time={int(stop_timeout_s)}", name)
+
+
+def rm_argv(name: str) -> tuple[str, ...]:
+    return ("podman", "rm", "-f", "--ignore", name)
+
+
 def is_podman_failure(returncode: int) -> bool:
     """125/126/127 are podman's own failures, not the container's."""
     return returncode in (PODMAN_FAILED, PODMAN_NOT_EXECUTABLE, PODMAN_NOT_FOUND)
@@ -107,18 +119,43 @@ def is_podman_failure(returncode: int) -> bool:
 class PodmanCli:
     """The real `ContainerRunner`: the podman CLI through `run_cmd`."""
 
-    def __init__(self, *, rootless: bool | None = None) -> None:
+    def __init__(self, *, rootless: bool | None = None, stop_timeout_s: float = 10.0) -> None:
+        """stop_timeout_s: how long a timed-out container has between SIGTERM and SIGKILL."""
         self.rootless = os.geteuid() != 0 if rootless is None else rootless
+        self.stop_timeout_s = stop_timeout_s
 
     def build(self, job: BuildJob, log_path: Path) -> CmdResult:
-        return run_cmd(build_argv(job), timeout=job.timeout_s, log_path=log_path)
+        """Past its timeout `podman build` gets SIGTERM, on which it stops its build containers."""
+        try:
+            return run_cmd(build_argv(job), timeout=job.timeout_s, log_path=log_path)
+        except CommandTimeoutError as e:
+            stopped = f"podman build stopped with SIGTERM; log: {log_path}"
+            raise StageTimeoutError("build", job.timeout_s, stopped) from e
 
     def run(self, job: ContainerJob, log_path: Path) -> CmdResult:
+        """Past its timeout the container is stopped and removed by name, then the client reaped."""
         if not self.rootless:  # rootful: the image user must own what it writes
             for m in job.mounts:
                 if m.writable:
                     os.chown(m.host, IMAGE_UID, IMAGE_UID)
-        return run_cmd(run_argv(job, rootless=self.rootless), timeout=job.timeout_s, log_path=log_path)
+        try:
+            return run_cmd(
+                run_argv(job, rootless=self.rootless),
+                timeout=job.timeout_s,
+                log_path=log_path,
+                on_timeout=lambda: self.remove(job.name),
+            )
+        except CommandTimeoutError as e:
+            stopped = f"container {job.name} stopped and removed; log: {log_path}"
+            raise StageTimeoutError(job.labels.get(STAGE_LABEL, job.name), job.timeout_s, stopped) from e
+
+    def remove(self, name: str) -> None:
+        """`podman stop -t N NAME`, then `podman rm -f NAME`: never a SIGKILL of the client, which
+        cannot pass it on. A container already gone is not an error."""
+        run_cmd(stop_argv(name, self.stop_timeout_s), timeout=self.stop_timeout_s + 60)
+        removed = run_cmd(rm_argv(name), timeout=120)
+        if removed.returncode != 0:
+            raise InfrastructureError(f"podman rm -f {name} failed: {removed.tail()}")
 
     def image_id(self, ref: str) -> str | None:
         result = run_cmd(("podman", "image", "inspect", "--format={{.Id}}", ref), timeout=60)

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.status import Status
 
 from daemon.errors import CancelledError, GateRejectedError, RetraindError
+from daemon.logs import escape_controls
 from daemon.metrics import Metrics
 from daemon.pipeline import PipelineOutcome, Reporter
 from handlers.base import StageResult
@@ -29,6 +30,7 @@ def outcome_fields(outcome: PipelineOutcome) -> dict[str, Any]:
     }
     if outcome.failed_stage:
         fields["failed_stage"] = outcome.failed_stage
+    if outcome.error is not None:  # also a run refused before any stage (no commit, no data, no space)
         fields["error"] = str(outcome.error)
     if "train" in outcome.results:
         fields["f1_score_weighted"] = outcome.results["train"].outputs["metrics"]["f1_score_weighted"]
@@ -102,14 +104,15 @@ class ConsoleReporter:
     def stage_finished(self, run_id: str, result: StageResult, duration_s: float) -> None:
         self._stop()
         mark = "[dim]=[/]" if result.cached_from else "[green]✓[/]"
-        self.console.print(f"{mark} {result.stage:<11}{duration_s:8.1f} s  {result.summary}", highlight=False)
+        summary = escape_controls(result.summary)
+        self.console.print(f"{mark} {result.stage:<11}{duration_s:8.1f} s  {summary}", highlight=False)
 
     def stage_failed(self, run_id: str, stage: str, duration_s: float, error: RetraindError) -> None:
         self._stop()
         self.console.print(f"[red]✗[/] {stage:<11}{duration_s:8.1f} s  [red]{type(error).__name__}[/]")
         reasons = error.reasons if isinstance(error, GateRejectedError) else (str(error),)
         for reason in reasons:
-            self.console.print(f"    {reason}", markup=False, highlight=False)
+            self.console.print(f"    {escape_controls(reason)}", markup=False, highlight=False)
 
     def run_finished(self, outcome: PipelineOutcome) -> None:
         self._stop()

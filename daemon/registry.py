@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 
 from daemon.errors import RegistryError, RetraindError, TrackingError
+from daemon.logs import adopt_library_loggers
 from daemon.promotion import (
     F1_METRIC,
     HISTORY_PREFIX,
@@ -35,14 +36,16 @@ MAX_REASON_CHARS = 1000  # registered-model tag values are limited (5000 charact
 
 def mlflow_client(tracking_uri: str, http_retries: int = 2, http_timeout_s: int = 20) -> Any:
     """MLflow is imported lazily: it costs seconds and most commands never need it."""
-    import logging
-
     from mlflow.tracking import MlflowClient
 
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # mlflow sets INFO when imported
+    adopt_library_loggers()  # importing mlflow gave its loggers their own stderr handler, at INFO
     # MLflow's client retries a dead server for minutes by default; the outbox retries instead.
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(http_retries)
     os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(http_timeout_s)
+    # Against an http server, ending a run writes "View run ... at: URL" to stdout (MLflow 3.17,
+    # TrackingServiceClient._log_url): stdout carries only our log lines.
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # tqdm bars are not log lines
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 

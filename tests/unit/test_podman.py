@@ -2,7 +2,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daemon.podman import BuildJob, ContainerJob, Mount, build_argv, is_podman_failure, run_argv
+from daemon.podman import (
+    BuildJob,
+    ContainerJob,
+    Mount,
+    build_argv,
+    is_podman_failure,
+    rm_argv,
+    run_argv,
+    stop_argv,
+)
 
 
 def job(**kw: object) -> ContainerJob:
@@ -69,3 +78,15 @@ def test_podman_own_exit_codes() -> None:
         True,
         False,
     ]
+
+
+def test_a_timed_out_container_is_stopped_by_name_then_removed() -> None:
+    """Never a SIGKILL of the client: `podman stop -t N NAME`, then `podman rm -f NAME`."""
+    assert stop_argv("retraind-r1-train", 10) == (
+        "podman",
+        "stop",
+        "--ignore",
+        "--time=10",
+        "retraind-r1-train",
+    )
+    assert rm_argv("retraind-r1-train") == ("podman", "rm", "-f", "--ignore", "retraind-r1-train")
