@@ -41,6 +41,8 @@ class _File:
     first_seen: float
     marker: bool
     closed: bool = False  # close-after-write seen since the last change
+    written: bool = False  # written in place, and no close-after-write since (close events only)
+    opens: int = 0  # opens seen minus closes seen: a writer may still hold it (close events only)
     state: FileState = None
     complete_at: float | None = None  # None: not looked at since its last event
 
@@ -54,18 +56,30 @@ class Debouncer:
     - Names are relative to the data directory. Ignored: any path component matching `ignore`; data:
       the name matches a `data_globs` pattern; a basename matching `marker_names` is a marker even
       when `ignore` would hide it (".ready"). Everything else never counts, not even as activity.
-    - A file is complete when its `stat` is unchanged between two polls a full quiet window apart with
-      no event in between, or when close-write was seen and its state has not changed since the first
-      poll after it. Moved-into files get no close-write, so they take the two windows.
+    - With close events (`close_events`: the watcher reports inotify's open, close-write and
+      close-nowrite), a file written in place (`file_written`) or held open (`file_opened`; readers too,
+      as inotify does not say how a file was opened) is not complete, however long it waits, until a
+      close-after-write (`file_closed`) follows its last write and every open seen has been closed;
+      then it is complete once its `stat` is unchanged since the first poll after that close. A file
+      that only appeared (`file_changed`: renamed or linked in, or created and never opened) needs its
+      `stat` unchanged between two polls a full quiet window apart (a loop that polls as events
+      arrive makes that one window after the rename): no close follows a rename, so a stable `stat`
+      is the evidence left, and a rename is not taken as proof on its own that the writer is done.
+    - Without close events (a polling observer), `file_written` is a plain change and opens are not
+      counted: every file needs its `stat` unchanged across two polls a quiet window apart (or since
+      the first poll after a close-write, should one be reported), as before close events were used.
     - An incomplete file holds the whole event back until `max_wait_s`; then the other causes (and the
-      complete files) fire and the file stays pending: a slow copy never starts a run until the writer
-      stops. What is left over restarts the batch clock, and so does the next new cause to arrive.
+      complete files) fire and the file stays pending: a slow copy, or a file held open for longer
+      than `max_wait_s`, never starts a run until the writer is done. What is left over restarts the
+      batch clock, and so does the next new cause to arrive.
     - A pending file whose `stat` is None leaves as Cause("data", "<name> removed"); a marker that
       vanishes is dropped silently. Watchers may report deletions and moves-out through file_changed.
     - Marker mode (`marker_names` non-empty): data files alone never fire and do not start the batch
       clock; a marker releases the whole drop (data, removals, markers) once every pending file is
       complete, never a part of it. Commits and the other causes fire on their own as usual.
-    - Inotify overflow adds Cause("rescan", ...) and makes every pending file prove itself again.
+    - Inotify overflow adds Cause("rescan", ...) and makes every pending file prove itself again by
+      its `stat` across a quiet window: the opens, writes and closes seen so far are forgotten, as
+      some were lost. A later write event makes a file wait for its close again.
     """
 
     def __init__(
@@ -75,11 +89,13 @@ class Debouncer:
         ignore: tuple[str, ...] = (".*", "*.tmp", "*.part", "*~"),
         data_globs: tuple[str, ...] = ("*.csv",),
         marker_names: tuple[str, ...] = (),
+        close_events: bool = False,
     ) -> None:
         if not quiet_s > 0 or not max_wait_s >= quiet_s:
             raise ConfigError(f"debounce needs 0 < quiet_s <= max_wait_s, got {quiet_s} and {max_wait_s}")
         self.quiet_s, self.max_wait_s = quiet_s, max_wait_s
         self.ignore, self.data_globs, self.marker_names = ignore, data_globs, marker_names
+        self.close_events = close_events  # whether file_closed will follow every write (inotify)
         self._causes: dict[Cause, float] = {}  # non-file causes -> when they first arrived
         self._files: dict[str, _File] = {}
         self._removed: dict[str, float] = {}  # vanished data files -> when they first arrived
@@ -102,14 +118,36 @@ class Debouncer:
     def overflow(self, now: float) -> None:
         """Events were lost: ask for a rescan, and trust no close-write seen so far."""
         for f in self._files.values():
-            f.closed, f.complete_at = False, None
+            f.closed, f.written, f.opens, f.complete_at = False, False, 0, None
         self._add(Cause("rescan", OVERFLOW_DETAIL), now)
 
     def file_changed(self, name: str, now: float) -> None:
+        """Created, deleted, moved in or out: no write is known to be under way."""
         self._track(name, now, closed=False)
 
+    def file_written(self, name: str, now: float) -> None:
+        """Written in place: with close events, incomplete until a close-after-write follows."""
+        f = self._track(name, now, closed=False)
+        if f is not None and self.close_events:
+            f.written = True
+
     def file_closed(self, name: str, now: float) -> None:
-        self._track(name, now, closed=True)
+        """Closed after writing (inotify's IN_CLOSE_WRITE)."""
+        f = self._track(name, now, closed=True)
+        if f is not None:
+            f.written, f.opens = False, max(0, f.opens - 1)
+
+    def file_opened(self, name: str, now: float) -> None:
+        """Opened (for reading or writing): holds a pending file until it is closed; not a change."""
+        f = self._files.get(PurePosixPath(name).as_posix())
+        if f is not None and self.close_events:
+            f.opens += 1
+
+    def file_released(self, name: str, now: float) -> None:
+        """Closed without writing: the end of an open; not a change, and never starts tracking a file."""
+        f = self._files.get(PurePosixPath(name).as_posix())
+        if f is not None and self.close_events:
+            f.opens = max(0, f.opens - 1)
 
     def pending(self) -> bool:
         return bool(self._causes or self._files or self._removed)
@@ -146,10 +184,13 @@ class Debouncer:
         force_at = None if self._start is None else self._start + self.max_wait_s
         times = [] if force_at is None else [force_at]
         files = self._relevant()
-        seen = [f.complete_at for f in files.values() if f.complete_at is not None]
-        if len(seen) < len(files):
+        timed = [f for f in files.values() if not self._held(f)]  # held ones wait for an event
+        seen = [f.complete_at for f in timed if f.complete_at is not None]
+        if len(seen) < len(timed):
             # Look early enough that these files can prove complete before the maximum wait.
             times.append(quiet_at if force_at is None else min(quiet_at, force_at - 2 * self.quiet_s))
+        elif len(timed) < len(files):
+            pass  # a file still open holds the event back: only its close or the maximum wait can help
         elif self._causes or files or (self._removed and not self.marker_names):
             times.append(max([quiet_at, *seen]))
         return min(times) if times else None
@@ -159,16 +200,21 @@ class Debouncer:
         self._causes[cause] = min(self._causes.get(cause, now), now)
         self._note(now, new=new, eligible=True)
 
-    def _track(self, name: str, now: float, *, closed: bool) -> None:
+    def _track(self, name: str, now: float, *, closed: bool) -> _File | None:
         path = PurePosixPath(name)
         kind = self._kind(path)
         if kind is None:
-            return
+            return None
         key = path.as_posix()
         new = key not in self._files
         f = self._files.setdefault(key, _File(first_seen=now, marker=kind == "marker"))
         f.closed, f.complete_at = closed, None
         self._note(now, new=new, eligible=self._eligible(f))
+        return f
+
+    def _held(self, f: _File) -> bool:
+        """Whether a file is still being written or open: no stat or time can make it complete."""
+        return self.close_events and (f.written or f.opens > 0)
 
     def _kind(self, path: PurePosixPath) -> str | None:
         """Whether a name is a marker, a data file, or (None) never counts."""
@@ -225,7 +271,11 @@ class Debouncer:
         """What could fire now (cause -> first seen), the files and removals it takes, and whether an
         incomplete file holds the event back."""
         files = self._relevant()
-        done = [n for n, f in files.items() if f.complete_at is not None and now >= f.complete_at]
+        done = [
+            n
+            for n, f in files.items()
+            if not self._held(f) and f.complete_at is not None and now >= f.complete_at
+        ]
         blocked = len(done) < len(files)
         if self.marker_names and blocked:
             done = []  # a drop is released whole or not at all

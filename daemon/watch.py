@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 from dataclasses import dataclass
@@ -9,19 +10,21 @@ from pathlib import Path
 
 from watchdog.events import (
     DirDeletedEvent,
-    FileClosedEvent,
     FileMovedEvent,
     FileSystemEvent,
     FileSystemEventHandler,
 )
-from watchdog.observers import Observer
+from watchdog.observers import Observer, ObserverType
+from watchdog.utils import UnsupportedLibcError
 
 
 @dataclass(frozen=True)
 class RawEvent:
-    """One observation, before debouncing. kind: file_changed, file_closed, ref_changed, overflow,
-    manual, forced (manual, bypassing the stage cache), scheduled, reconcile. name: a data file name
-    relative to the data directory, a ref path, or who asked."""
+    """One observation, before debouncing. kind: file_changed (created, deleted, moved in or out),
+    file_written (modified in place), file_opened, file_closed (closed after writing), file_released
+    (closed without writing), ref_changed, overflow, manual, forced (manual, bypassing the stage cache),
+    scheduled, reconcile. name: a data file name relative to the data directory, a ref path, or who
+    asked."""
 
     kind: str
     name: str = ""
@@ -29,6 +32,26 @@ class RawEvent:
 
 def _as_text(path: bytes | str) -> str:
     return path.decode() if isinstance(path, bytes) else path
+
+
+def close_events_available(observer_cls: ObserverType = Observer) -> bool:
+    """Whether observers of this class report opens and closes (inotify's do; polling ones cannot)."""
+    with contextlib.suppress(UnsupportedLibcError):  # no inotify in this libc
+        from watchdog.observers.inotify import InotifyObserver
+
+        return isinstance(observer_cls, type) and issubclass(observer_cls, InotifyObserver)
+    return False
+
+
+# watchdog event type -> RawEvent kind, for files directly in the data directory ("moved": both names)
+_DATA_KINDS = {
+    "created": "file_changed",
+    "deleted": "file_changed",
+    "modified": "file_written",
+    "opened": "file_opened",
+    "closed": "file_closed",
+    "closed_no_write": "file_released",
+}
 
 
 class _DataHandler(FileSystemEventHandler):
@@ -45,11 +68,9 @@ class _DataHandler(FileSystemEventHandler):
             return
         if isinstance(event, FileMovedEvent):
             self._emit("file_changed", _as_text(event.src_path))  # gone from its old name
-            self._emit("file_changed", _as_text(event.dest_path))
-        elif isinstance(event, FileClosedEvent):
-            self._emit("file_closed", _as_text(event.src_path))
-        elif event.event_type in ("created", "modified", "deleted"):
-            self._emit("file_changed", _as_text(event.src_path))
+            self._emit("file_changed", _as_text(event.dest_path))  # a rename: no close will follow
+        elif event.event_type in _DATA_KINDS:  # attribute changes are left to the debouncer's stat
+            self._emit(_DATA_KINDS[event.event_type], _as_text(event.src_path))
 
 
 class _RefsHandler(FileSystemEventHandler):
@@ -82,10 +103,21 @@ class _OverflowTap(logging.Handler):
 
 
 class Watcher:
-    """Observers on the data directory and the repository's refs, feeding one queue."""
+    """Observers on the data directory and the repository's refs, feeding one queue.
 
-    def __init__(self, data_dir: Path, git_dir: Path, sink: queue.Queue[RawEvent]) -> None:
-        self.observer = Observer()
+    `close_events` says whether file_opened, file_closed and file_released will arrive (inotify), so
+    the debouncer knows whether a written file can wait for its close or must be judged by its stat.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        git_dir: Path,
+        sink: queue.Queue[RawEvent],
+        observer_cls: ObserverType = Observer,
+    ) -> None:
+        self.observer = observer_cls()
+        self.close_events = close_events_available(observer_cls)
         self.observer.schedule(_DataHandler(data_dir.resolve(), sink), str(data_dir), recursive=False)
         self.observer.schedule(_RefsHandler(git_dir.resolve(), sink), str(git_dir), recursive=False)
         refs = git_dir / "refs" / "heads"

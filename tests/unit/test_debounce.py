@@ -1,8 +1,14 @@
-"""The debouncer, driven by a fake clock and a dict of file states the way the daemon's loop drives it."""
+"""The debouncer, driven by a fake clock and a dict of file states the way the daemon's loop drives it.
+
+`Loop.write` reports a file the way a polling observer or a rename does (file_changed, perhaps a
+close); `Loop.create`, `Loop.append`, `Loop.close` and `Loop.read` report what inotify says about a
+file written in place (created, opened, modified, closed; opened and closed_no_write for a reader).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -61,8 +67,36 @@ class Loop:
         if close:
             self.deb.file_closed(name, self.clock.now())
 
+    def create(self, name: str) -> None:
+        """open(name, "w"): created, then opened (inotify's IN_CREATE, IN_OPEN)."""
+        self.writes += 1
+        self.fs[name] = (0, self.writes)
+        self.deb.file_changed(name, self.clock.now())
+        self.deb.file_opened(name, self.clock.now())
+
+    def append(self, name: str, size: int) -> None:
+        """A write through a descriptor that stays open (IN_MODIFY)."""
+        self.writes += 1
+        self.fs[name] = (size, self.writes)
+        self.deb.file_written(name, self.clock.now())
+
+    def close(self, name: str) -> None:
+        """The writer closes it (IN_CLOSE_WRITE)."""
+        self.deb.file_closed(name, self.clock.now())
+
+    def read(self, name: str, *, done: bool = True) -> None:
+        """A reader opens it (IN_OPEN) and, when done, closes it (IN_CLOSE_NOWRITE)."""
+        self.deb.file_opened(name, self.clock.now())
+        if done:
+            self.deb.file_released(name, self.clock.now())
+
     def _move(self, t: float) -> None:
         self.clock.advance(max(0.0, t - self.clock.now()))
+
+
+def closing(**kwargs: Any) -> Loop:
+    """A loop whose debouncer is told that close events arrive (the inotify observer)."""
+    return Loop(Debouncer(close_events=True, **kwargs))
 
 
 def test_with_nothing_pending_poll_returns_none_and_there_is_no_deadline() -> None:
@@ -352,3 +386,188 @@ def test_next_deadline_under_a_steady_stream_looks_at_files_early_and_stops_at_m
 def test_nonsense_windows_are_configuration_errors(quiet_s: float, max_wait_s: float) -> None:
     with pytest.raises(ConfigError):
         Debouncer(quiet_s=quiet_s, max_wait_s=max_wait_s)
+
+
+# -- close events (inotify): a file written in place is complete only after its close ---------------
+
+
+def test_a_file_written_in_chunks_while_open_never_fires_until_its_close() -> None:
+    loop = closing()
+    loop.create("drop.csv")
+    loop.deb.manual("alice", 0.0)
+    for i in range(3):  # the observed defect: chunks 1.6 s apart through one open descriptor
+        loop.to(i * 1.6)
+        loop.append("drop.csv", 5_000 * (i + 1))
+    loop.to(100.0)  # far beyond max_wait: the max wait releases the other cause, never the open file
+    [manual] = loop.fired
+    assert manual.causes == {Cause("manual", "alice")} and manual.fired_at == 30.0
+    assert loop.deb.pending() and loop.polls < 10
+    loop.close("drop.csv")
+    loop.settle()
+    data = loop.fired[1]
+    assert data.causes == {Cause("data", "drop.csv")} and data.fired_at == 101.0
+    assert not loop.deb.pending()
+
+
+def test_without_close_events_the_same_chunks_fire_while_the_file_is_still_open() -> None:
+    loop = Loop()  # close_events=False: what the daemon did before, and does under a polling observer
+    loop.create("drop.csv")
+    for i in range(3):
+        loop.to(i * 1.6)
+        loop.append("drop.csv", 5_000 * (i + 1))
+    loop.to(100.0)
+    [event] = loop.fired
+    assert event.causes == {Cause("data", "drop.csv")} and event.fired_at == pytest.approx(5.2)
+
+
+@pytest.mark.parametrize("close_events", [True, False], ids=["close-events", "no-close-events"])
+def test_without_close_events_writes_are_plain_changes_and_opens_do_not_count(close_events: bool) -> None:
+    """The same history, reported with file_written and opens or with file_changed only, fires alike
+    without close events; with them, only the version with its close fires."""
+    histories = {}
+    for style in ("inotify", "plain"):
+        loop = Loop(Debouncer(close_events=close_events))
+        for i in range(1, 21):  # an append every 0.25 s, then the writer stops (and never closes)
+            loop.to(i * 0.25)
+            loop.append("big.csv", i) if style == "inotify" else loop.write("big.csv", i)
+            if style == "inotify" and i == 1:
+                loop.read("big.csv", done=False)
+        loop.settle()
+        histories[style] = [(set(e.causes), e.fired_at) for e in loop.fired]
+    assert histories["plain"] == [({Cause("data", "big.csv")}, 7.0)]
+    assert histories["inotify"] == ([] if close_events else histories["plain"])
+
+
+def test_a_copied_file_fires_one_quiet_window_after_its_close() -> None:
+    loop = closing()
+    loop.create("a.csv")  # cp: created, opened, modified..., closed
+    for i in range(1, 9):
+        loop.to(i * 0.5)
+        loop.append("a.csv", i * 4096)
+    loop.close("a.csv")
+    loop.settle()
+    [event] = loop.fired
+    assert event.causes == {Cause("data", "a.csv")} and event.fired_at == 5.0
+
+
+def test_a_file_opened_before_its_first_write_waits_for_the_close() -> None:
+    loop = closing()
+    loop.create("a.csv")  # open(..., "w"), nothing written yet: empty and unchanging, but open
+    loop.to(10.0)
+    assert loop.fired == []
+    loop.append("a.csv", 100)
+    loop.to(12.0)
+    loop.close("a.csv")
+    loop.settle()
+    assert [(set(e.causes), e.fired_at) for e in loop.fired] == [({Cause("data", "a.csv")}, 13.0)]
+
+
+def test_a_second_writer_keeps_the_file_pending_after_the_first_closes() -> None:
+    loop = closing()
+    loop.create("a.csv")
+    loop.deb.file_opened("a.csv", 0.0)  # another descriptor, e.g. a second writer process
+    loop.append("a.csv", 10)
+    loop.close("a.csv")
+    loop.to(5.0)
+    assert loop.fired == []
+    loop.append("a.csv", 20)
+    loop.close("a.csv")
+    loop.settle()
+    assert [e.fired_at for e in loop.fired] == [6.0]
+
+
+@pytest.mark.parametrize("how", ["renamed", "moved-in-from-elsewhere"])
+def test_a_moved_in_file_fires_once_its_stat_is_stable_over_two_windows(how: str) -> None:
+    loop = closing()
+    if how == "renamed":  # written as a .part (ignored), closed, then renamed: inotify's "moved"
+        loop.create("drop.csv.part")
+        loop.append("drop.csv.part", 500)
+        loop.close("drop.csv.part")
+        loop.fs["drop.csv"] = loop.fs.pop("drop.csv.part")
+        loop.deb.file_changed("drop.csv.part", 0.0)
+    else:  # a rename from outside the watched directory: inotify says "created", and nothing else
+        loop.fs["drop.csv"] = (500, 1)
+    loop.deb.file_changed("drop.csv", 0.0)
+    loop.to(0.5)
+    loop.read("drop.csv")  # the daemon or a person reads it: not a change, no hold once closed
+    loop.settle()
+    [event] = loop.fired
+    assert event.causes == {Cause("data", "drop.csv")} and event.fired_at == 2.0
+
+
+def test_a_reader_holds_a_pending_file_until_it_closes_it() -> None:
+    loop = closing()
+    loop.write("drop.csv", 500)  # moved in
+    loop.to(0.5)
+    loop.read("drop.csv", done=False)
+    loop.to(10.0)
+    assert loop.fired == [] and loop.deb.next_deadline() == 30.0  # no polling while it is open
+    loop.deb.file_released("drop.csv", 10.0)
+    loop.settle()
+    assert [e.fired_at for e in loop.fired] == [11.0]  # not looked at while open: two polls from now
+
+
+def test_opening_or_reading_a_file_that_is_not_pending_is_not_a_change() -> None:
+    loop = closing()
+    loop.read("a.csv")  # e.g. the daemon hashing the data directory
+    loop.read("b.csv", done=False)
+    assert not loop.deb.pending() and loop.deb.next_deadline() is None
+    loop.deb.ref_changed(MAIN, "abc", 0.0)
+    loop.to(0.5)
+    loop.read("c.csv")
+    loop.settle()
+    assert [(set(e.causes), e.fired_at) for e in loop.fired] == [({Cause("commit", f"{MAIN} abc")}, 1.0)]
+
+
+def test_a_write_after_the_close_waits_for_the_next_close() -> None:
+    loop = closing()
+    loop.create("a.csv")
+    loop.append("a.csv", 10)
+    loop.close("a.csv")
+    loop.to(0.5)
+    loop.deb.file_opened("a.csv", 0.5)  # opened again to append
+    loop.append("a.csv", 20)
+    loop.to(50.0)
+    assert loop.fired == []
+    loop.close("a.csv")
+    loop.settle()
+    assert [e.fired_at for e in loop.fired] == [51.0]
+
+
+def test_marker_mode_a_file_still_open_keeps_the_whole_drop_back() -> None:
+    loop = Loop(Debouncer(marker_names=MARKERS, close_events=True))
+    loop.create("a.csv")
+    loop.append("a.csv", 10)
+    loop.write("_SUCCESS", 0, close=True)
+    loop.deb.ref_changed(MAIN, "abc", 0.0)
+    loop.to(40.0)
+    [commit] = loop.fired
+    assert commit.causes == {Cause("commit", f"{MAIN} abc")} and commit.fired_at == 30.0
+    loop.close("a.csv")
+    loop.settle()
+    assert loop.fired[1].causes == {Cause("data", "a.csv"), Cause("data", "_SUCCESS")}
+    assert loop.fired[1].fired_at == 41.0
+
+
+def test_overflow_forgets_opens_and_writes_and_judges_by_stat() -> None:
+    loop = closing()
+    loop.create("a.csv")
+    loop.append("a.csv", 10)  # its close may have been among the lost events
+    loop.to(5.0)
+    loop.deb.overflow(5.0)
+    loop.settle()
+    [event] = loop.fired
+    assert event.causes == {Cause("data", "a.csv"), Cause("rescan", OVERFLOW_DETAIL)}
+    assert event.fired_at == 7.0  # two windows, as for any file whose history is unknown
+
+
+def test_after_an_overflow_a_new_write_waits_for_its_close_again() -> None:
+    loop = closing()
+    loop.create("a.csv")
+    loop.deb.overflow(0.0)
+    loop.append("a.csv", 10)
+    loop.to(45.0)
+    assert [(set(e.causes), e.fired_at) for e in loop.fired] == [({Cause("rescan", OVERFLOW_DETAIL)}, 30.0)]
+    loop.close("a.csv")
+    loop.settle()
+    assert [(set(e.causes), e.fired_at) for e in loop.fired[1:]] == [({Cause("data", "a.csv")}, 46.0)]
