@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,9 +17,14 @@ ENV_PREFIX = "RETRAIND_"
 DEFAULT_LABELS = ("negative", "neutral", "positive")
 
 
+def _home(environ: Mapping[str, str]) -> Path:
+    return Path(environ.get("HOME", "~")).expanduser()
+
+
 def _xdg(environ: Mapping[str, str], var: str, fallback: str) -> Path:
-    home = Path(environ.get("HOME", "~")).expanduser()
-    return Path(environ.get(var) or home / fallback) / "retraind"
+    """An XDG base directory; a relative value is invalid by the XDG spec and ignored."""
+    value = environ.get(var, "")
+    return (Path(value) if os.path.isabs(value) else _home(environ) / fallback) / "retraind"
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,10 @@ class Settings:
     stop_timeout_s: float = 10.0
     trigger: str = "manual"
     no_cache: bool = False  # build the image without podman's layer cache
+    worktree: bool = False  # build the live worktree (uncommitted changes) instead of the commit
+    # Retention (`retraind gc`, also run after every run)
+    keep_runs: int = 20  # run directories kept, besides those the champion, challenger and cache need
+    store_grace_s: float = 3600.0  # an object no kept run needs is collected only after this long
     # The daemon (`retraind watch`)
     branch: str = ""  # the branch whose commits trigger runs; "" = the one checked out at start
     quiet_s: float = 1.0  # debounce: fire after this long without a new change
@@ -87,11 +97,19 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 _TRIGGERS = ("manual", "commit", "data", "schedule", "ci", "rescan")
 
 
-def _coerce(name: str, value: Any) -> Any:
+def absolute_path(value: Any, cwd: Path, home: Path) -> Path:
+    """`~` expanded, then made absolute against cwd: podman reads a relative volume as a named one."""
+    text = str(value)
+    if text == "~" or text.startswith("~/"):
+        text = str(home) + text[1:]
+    return Path(os.path.normpath(cwd / Path(text).expanduser()))
+
+
+def _coerce(name: str, value: Any, cwd: Path, home: Path) -> Any:
     kind = str(_FIELDS[name].type).removesuffix(" | None")
     try:
         if kind == "Path":
-            return Path(str(value)).expanduser()
+            return absolute_path(value, cwd, home)
         if kind == "float":
             return float(value)
         if kind == "int":
@@ -130,8 +148,13 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
 def _from_file(path: Path) -> dict[str, Any]:
     try:
         loaded = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"cannot read configuration {path}: {e}") from e
+    except OSError as e:
+        raise ConfigError(
+            f"cannot read configuration {path}: {e.strerror or e}; make it a file you can read, "
+            "or name another with --config or RETRAIND_CONFIG"
+        ) from e
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"cannot read configuration {path}: {e}; fix the file (TOML, UTF-8)") from e
     unknown = sorted(set(loaded) - set(_FIELDS))
     if unknown:
         raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(_FIELDS)}")
@@ -142,12 +165,14 @@ def load_settings(
     cli: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
     config_file: Path | None = None,
+    cwd: Path | None = None,
 ) -> Settings:
-    """Merge the four layers and validate them once."""
+    """Merge the four layers and validate them once; relative paths are taken from cwd."""
     environ = os.environ if environ is None else environ
+    cwd = Path.cwd() if cwd is None else cwd
     state_dir = _xdg(environ, "XDG_STATE_HOME", ".local/state")
     merged: dict[str, Any] = {
-        "repo": Path.cwd(),
+        "repo": cwd,
         "data_dir": _xdg(environ, "XDG_DATA_HOME", ".local/share") / "data",
         "state_dir": state_dir,
     }
@@ -157,7 +182,8 @@ def load_settings(
         merged.update(_from_file(path or default_file))
     merged.update(_from_env(environ))
     merged.update({k: v for k, v in (cli or {}).items() if v is not None})
-    values = {name: _coerce(name, value) for name, value in merged.items()}
+    home = _home(environ)
+    values = {name: _coerce(name, value, cwd, home) for name, value in merged.items()}
     values.setdefault("tracking_uri", f"sqlite:///{values['state_dir'] / 'mlflow.db'}")
     return _validated(Settings(**values))
 
@@ -190,3 +216,46 @@ def _validated(s: Settings) -> Settings:
     if s.trigger not in _TRIGGERS:
         raise ConfigError(f"trigger must be one of {', '.join(_TRIGGERS)}, got {s.trigger!r}")
     return s
+
+
+def _check_dir(kind: str, path: Path, flag: str, create: str) -> None:
+    try:
+        st = path.stat()
+    except FileNotFoundError as e:
+        raise ConfigError(f"{kind} {path} does not exist: {create}, or pass {flag}") from e
+    except OSError as e:
+        raise ConfigError(f"cannot read {kind} {path}: {e.strerror or e}; pass {flag}") from e
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{kind} {path} is a file, not a directory: pass the directory with {flag}")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise ConfigError(f"{kind} {path} is not readable by this user: chmod u+rx it, or pass {flag}")
+
+
+def check_inputs(s: Settings) -> None:
+    """What `run` and `watch` read exists and is what it claims; once, at the start of the command.
+
+    Each problem is one ConfigError (exit 78: systemd does not restart) that says what to do.
+    """
+    _check_repo(s.repo, s.branch)
+    corpus = f"create it with the CSV files in it (the corpus: bash tools/fetch-corpus.sh {s.data_dir})"
+    _check_dir("data directory", s.data_dir, "--data-dir", corpus)
+
+
+def _check_repo(path: Path, branch: str) -> None:
+    import pygit2  # here, not at import: most commands never look at the repository
+
+    _check_dir("repository", path, "--repo", "clone or create it")
+    found = pygit2.discover_repository(str(path))
+    if found is None:
+        raise ConfigError(f"{path} is not inside a git repository: run `git init` there, or pass --repo")
+    try:
+        repo = pygit2.Repository(found)
+        bare, unborn = repo.is_bare, repo.head_is_unborn
+    except pygit2.GitError as e:
+        raise ConfigError(f"cannot read the git repository at {found}: {e}") from e
+    if bare:
+        raise ConfigError(f"{found} is a bare git repository: pass a checkout with --repo")
+    if unborn:
+        raise ConfigError(f"{repo.workdir}: no commit yet; commit the project first")
+    if branch and f"refs/heads/{branch}" not in repo.references:
+        raise ConfigError(f"branch {branch!r} is not in {repo.workdir}: pass an existing --branch")

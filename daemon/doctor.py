@@ -116,7 +116,14 @@ def check_disk(s: Settings) -> list[Check]:
 
 def check_inputs(s: Settings) -> list[Check]:
     return [
-        Check("data directory", s.data_dir.is_dir(), str(s.data_dir), f"mkdir -p {s.data_dir}"),
+        Check(
+            "data directory",
+            s.data_dir.is_dir(),
+            str(s.data_dir),
+            f"pass the directory with --data-dir ({s.data_dir} is a file)"
+            if s.data_dir.exists()
+            else f"mkdir -p {s.data_dir}",
+        ),
         Check(
             "git repository",
             pygit2.discover_repository(str(s.repo)) is not None,

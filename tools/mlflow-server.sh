@@ -118,7 +118,7 @@ case "${1:-}" in
   start-db) start_db ;;
   stop-db) stop_db ;;
   serve) serve ;;
-  url) uri=$(db_uri); printf 'MLFLOW_TRACKING_URI=%s\nMLFLOW_BACKEND_STORE_URI=%s\n' \
+  url) uri=$(db_uri); printf 'export MLFLOW_TRACKING_URI=%s\nexport MLFLOW_BACKEND_STORE_URI=%s\n' \
          "http://127.0.0.1:$MLFLOW_PORT" "$uri" ;;
   *) echo "usage: bash tools/mlflow-server.sh start-db | stop-db | serve | url" >&2; exit 2 ;;
 esac

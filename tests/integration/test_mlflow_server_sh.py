@@ -51,7 +51,9 @@ class Script:
     def uris(self) -> dict[str, str]:
         result = self.run("url")
         assert result.returncode == 0, result.stderr
-        return dict(line.split("=", 1) for line in result.stdout.splitlines())
+        lines = result.stdout.splitlines()
+        assert all(line.startswith("export ") for line in lines), lines  # eval "$(... url)" exports them
+        return dict(line.removeprefix("export ").split("=", 1) for line in lines)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from daemon import cli
+from tests.conftest import ROOT
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, object]]:
@@ -33,3 +34,29 @@ def test_usage_error_is_2() -> None:
     with pytest.raises(SystemExit) as info:
         cli.main(["run", "--trigger", "cosmic"])
     assert info.value.code == 2
+
+
+def test_install_service_as_typed_writes_the_unit_of_this_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`retraind install-service` used to crash (its parser had no --json) before writing anything."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert cli.main(["install-service"]) == 0
+    unit = tmp_path / ".config/systemd/user/retraind.service"
+    text = unit.read_text()
+    assert f"\nExecStart={ROOT}/.venv/bin/retraind watch --json\n" in text
+    assert f"\nWorkingDirectory={ROOT}\n" in text and "%h/retraind" not in text
+    (shown,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]  # stdout is no TTY
+    assert shown["unit"] == str(unit) and shown["next"][0] == "systemctl --user daemon-reload"
+
+
+def test_status_json_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """So that log lines and the answer can share stdout and still be read line by line."""
+    config = tmp_path / "empty.toml"
+    config.touch()
+    monkeypatch.setenv("RETRAIND_CONFIG", str(config))
+    assert cli.main(["status", "--json", "--state-dir", str(tmp_path / "state")]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["daemon"] == {"up": False}
