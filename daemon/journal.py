@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -20,6 +21,7 @@ from daemon.journal_schema import (
     EventRow,
     RunRow,
     StageRow,
+    counts_as_attempt,
     dump_causes,
     load_causes,
     run_row,
@@ -65,8 +67,12 @@ class Journal:
         busy_timeout_s: float = 10.0,
         migrations: Sequence[Sequence[str]] = MIGRATIONS,
     ) -> Journal:
+        if path.is_dir():
+            raise ConfigError(f"state journal {path} is a directory: move it away")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # 0600 before SQLite creates it with the umask's mode; its -wal and -shm files follow it
+            os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
             conn = sqlite3.connect(
                 path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
             )
@@ -81,16 +87,26 @@ class Journal:
         return journal
 
     def _prepare(self, migrations: Sequence[Sequence[str]]) -> None:
+        """WAL and the schema; a file that is no SQLite database (or a damaged one) is the user's to move."""
         try:
-            mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            self._conn.execute("PRAGMA synchronous = NORMAL")
-            self._conn.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.Error as e:
-            raise InfrastructureError(f"cannot open state journal {self.path}: {e}") from e
-        if str(mode).lower() != "wal":
-            raise InfrastructureError(f"state journal {self.path}: SQLite refused WAL mode (got {mode})")
-        with self._tx() as tx:
-            _migrate(tx, self.path, migrations)
+            try:
+                mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                self._conn.execute("PRAGMA synchronous = NORMAL")
+                self._conn.execute("PRAGMA foreign_keys = ON")
+            except sqlite3.Error as e:
+                raise InfrastructureError(f"cannot open state journal {self.path}: {e}") from e
+            if str(mode).lower() != "wal":
+                raise InfrastructureError(f"state journal {self.path}: SQLite refused WAL mode (got {mode})")
+            with self._tx() as tx:
+                _migrate(tx, self.path, migrations)
+        except InfrastructureError as e:
+            code = getattr(e.__cause__, "sqlite_errorcode", 0) & 0xFF  # the primary result code
+            if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+                raise ConfigError(
+                    f"state journal {self.path} is not a usable SQLite database ({e.__cause__}): "
+                    f"move it away (mv {self.path} {self.path}.broken) and retraind starts a new one"
+                ) from e
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -121,10 +137,16 @@ class Journal:
 
     # Writes
 
-    def record_event(self, causes: Sequence[tuple[str, str]]) -> int:
+    # Each write takes `at`, when it happened (default: now), so a write held back while the disk was
+    # full (daemon/heldwrites.py) is recorded with its own time when it is replayed.
+
+    def _at(self, at: float | None) -> float:
+        return self._clock() if at is None else at
+
+    def record_event(self, causes: Sequence[tuple[str, str]], at: float | None = None) -> int:
         with self._tx() as tx:
             cur = tx.execute(
-                "INSERT INTO events (received_at, causes) VALUES (?, ?)", (self._clock(), dump_causes(causes))
+                "INSERT INTO events (received_at, causes) VALUES (?, ?)", (self._at(at), dump_causes(causes))
             )
             return int(cur.lastrowid or 0)
 
@@ -138,13 +160,14 @@ class Journal:
         attempt: int = 1,
         event_ids: Sequence[int] = (),
         retry_of: str | None = None,
+        at: float | None = None,
     ) -> None:
         """Record a run as running and attach its events; a retry also takes over the events of retry_of."""
         with self._tx() as tx:
             tx.execute(
                 'INSERT INTO runs (run_id, trigger, causes, "commit", data_sha256, status, attempt, '
                 "retry_of, started_at) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
-                (run_id, trigger, dump_causes(causes), commit, data_sha256, attempt, retry_of, self._clock()),
+                (run_id, trigger, dump_causes(causes), commit, data_sha256, attempt, retry_of, self._at(at)),
             )
             if retry_of is not None:
                 tx.execute("UPDATE events SET run_id = ? WHERE run_id = ?", (run_id, retry_of))
@@ -154,18 +177,20 @@ class Journal:
             if cur.rowcount != len(ids):
                 raise ValueError(f"run {run_id}: unknown event id among {ids}")
 
-    def stage_started(self, run_id: str, stage: str) -> None:
+    def stage_started(self, run_id: str, stage: str, at: float | None = None) -> None:
         with self._tx() as tx:
             tx.execute(
                 "INSERT INTO stages (run_id, stage, started_at) VALUES (?, ?, ?) ON CONFLICT (run_id, stage) "
                 "DO UPDATE SET started_at = excluded.started_at, finished_at = NULL, duration_s = NULL, "
                 "outcome = NULL, summary = NULL",
-                (run_id, stage, self._clock()),
+                (run_id, stage, self._at(at)),
             )
 
-    def stage_finished(self, run_id: str, stage: str, duration_s: float, outcome: str, summary: str) -> None:
+    def stage_finished(
+        self, run_id: str, stage: str, duration_s: float, outcome: str, summary: str, at: float | None = None
+    ) -> None:
         """outcome: "ok", "failed" or "rejected" by convention; a stage never started is recorded anyway."""
-        now = self._clock()
+        now = self._at(at)
         with self._tx() as tx:
             tx.execute(
                 "INSERT INTO stages (run_id, stage, started_at, finished_at, duration_s, outcome, summary) "
@@ -187,6 +212,7 @@ class Journal:
         mlflow_run_id: str | None = None,
         image_id: str | None = None,
         champion: bool | None = None,
+        at: float | None = None,
     ) -> None:
         if status not in FINAL_STATUSES:
             raise ValueError(f"finish_run: {status!r} is not one of {', '.join(FINAL_STATUSES)}")
@@ -195,7 +221,7 @@ class Journal:
                 "UPDATE runs SET status = ?, finished_at = ?, exit_code = ?, failed_stage = ?, error = ?, "
                 "f1 = ?, model_version = ?, mlflow_run_id = ?, image_id = ?, champion = ? "
                 "WHERE run_id = ? AND status = 'running'",
-                (status, self._clock(), exit_code, failed_stage, error, f1, model_version, mlflow_run_id,
+                (status, self._at(at), exit_code, failed_stage, error, f1, model_version, mlflow_run_id,
                  image_id, champion, run_id),
             )  # fmt: skip
             if cur.rowcount != 1:
@@ -273,6 +299,10 @@ class Journal:
     def recent_runs(self, n: int) -> list[RunRow]:
         """Newest first, by start time."""
         return self._runs(limit=max(n, 0))
+
+    def last_attempted(self, window: int = 50) -> RunRow | None:
+        """The newest run that counts as attempted (journal_schema.counts_as_attempt), among the last few."""
+        return next((r for r in self.recent_runs(window) if counts_as_attempt(r)), None)
 
     def last_success(self) -> RunRow | None:
         found = self._runs("WHERE status = 'succeeded'", order="finished_at", limit=1)

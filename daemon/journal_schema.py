@@ -10,7 +10,7 @@ from typing import Any
 ACTIVE_STATUSES = ("queued", "running")
 FINAL_STATUSES = ("succeeded", "failed", "gate_rejected", "cancelled", "interrupted", "up_to_date")
 STATUSES = ACTIVE_STATUSES + FINAL_STATUSES
-MAX_ATTEMPTS = 2  # a first try and one retry after an interruption
+MAX_ATTEMPTS = 2  # a first try and one retry after an interruption, counted across restarts
 
 # MIGRATIONS[i] takes a journal from schema version i to i + 1, in one transaction. Append, never edit.
 # Times are Unix seconds from the injected clock; causes are JSON [[source, detail], ...].
@@ -107,3 +107,24 @@ def run_row(row: Sequence[Any]) -> RunRow:
     values = list(row)
     values[2] = load_causes(values[2])
     return RunRow(*values)
+
+
+def counts_as_attempt(run: RunRow) -> bool:
+    """Whether a run is the "last attempted run" that reconcile compares the current inputs with.
+
+    The retry rule, across restarts: a run interrupted by a crash (kill -9, OOM, power) is retried once
+    (attempt 2, retry_of the first); a retry interrupted too is not retried, and it counts as attempted,
+    so reconcile does not queue a fresh attempt 1 of the same commit and data after the restart (under
+    systemd an input that crashes the daemon would otherwise loop forever). A new commit, new data or
+    `retraind trigger` still start a run.
+
+    Not counted: an interrupted first attempt (its retry, queued at start, is the attempt), and a
+    cancelled run, stopped on purpose (SIGTERM, superseded by a newer commit) rather than by its
+    inputs, so the same inputs may run again after the restart as before. Each such restart needs a
+    deliberate stop, so this cannot loop on its own.
+    """
+    if run.status == "cancelled":
+        return False
+    if run.status == "interrupted":
+        return run.attempt >= MAX_ATTEMPTS
+    return True

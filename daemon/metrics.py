@@ -15,6 +15,7 @@ STAGE_OUTCOMES = ("success", "failure", "cancelled", "cache_hit")
 RUN_OUTCOMES = ("succeeded", "failed", "gate_rejected", "cancelled", "interrupted", "up_to_date")
 TRIGGERS = ("commit", "data", "schedule", "manual", "rescan", "ci")
 SOURCES = ("commit", "data", "schedule", "manual", "rescan")
+LOOP_ERROR_REASONS = ("no_space", "other")  # why the loop caught an exception (daemon/nospace.py)
 GATE_REASONS = (
     "jest",
     "parity",
@@ -43,6 +44,7 @@ _GATE_KIND_REASON = {
     "text_too_long": "text_length",
     "drift_labels": "drift",
     "drift_lengths": "drift",
+    "unreadable": "unsafe_file",
 }
 
 
@@ -93,6 +95,28 @@ class Metrics:
         self.backlog = Gauge(
             "retraind_tracking_backlog", "Runs waiting in the outbox for MLflow.", registry=r
         )
+        self.loop_errors = Counter(
+            "retraind_loop_errors",
+            "Exceptions caught at the daemon loop's boundary (once per event or run), by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.no_space = Gauge(
+            "retraind_state_no_space",
+            "1 while writes to the state directory fail for lack of space, 0 once one succeeds.",
+            registry=r,
+        )
+        self.held_writes = Gauge(
+            "retraind_journal_held_writes",
+            "Journal writes kept in memory until the disk has room.",
+            registry=r,
+        )
+        self.state_bytes = Gauge(
+            "retraind_state_bytes",
+            "Disk used by the state directory (run directories, data objects, journal, embedded MLflow),"
+            " measured after each run's retention pass.",
+            registry=r,
+        )
         self.build_info = Gauge(
             "retraind_build_info", "Always 1; the version as a label.", ["version"], registry=r
         )
@@ -113,6 +137,8 @@ class Metrics:
             self.events.labels(source)
         for reason in GATE_REASONS:
             self.gate_failures.labels(reason)
+        for reason in LOOP_ERROR_REASONS:
+            self.loop_errors.labels(reason)
 
     def restore(self, gauges: Mapping[str, float]) -> None:
         """Gauges from the state journal at start, so a restart does not blank the dashboards."""

@@ -26,6 +26,7 @@ class Admission(Enum):
     QUEUED = "queued"  # a run is going: this becomes the follow-up
     COALESCED = "coalesced"  # a follow-up was already waiting: merged into it
     SUPERSEDE = "supersede"  # stop the running pipeline; this becomes the follow-up
+    HELD = "held"  # not queued yet: the journal could not record it (disk full); admitted later
 
 
 @dataclass

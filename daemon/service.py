@@ -18,13 +18,16 @@ from prometheus_client import CollectorRegistry
 
 from daemon.config import Settings
 from daemon.debounce import Cause, Debouncer, FileState, PipelineEvent
+from daemon.errors import InfrastructureError
+from daemon.heldwrites import HeldWrites
 from daemon.journal import Journal
 from daemon.metrics import Metrics
+from daemon.nospace import is_no_space
 from daemon.notify import Notifier
 from daemon.runqueue import Admission, RunQueue
-from daemon.watch import RawEvent
+from daemon.watch import RawEvent, close_events_available
 from daemon.worker import Queued, execute, merge
-from handlers.base import Ports, RunContext, Stage
+from handlers.base import Outbox, Ports, RunContext, Stage
 
 log = structlog.get_logger()
 
@@ -41,6 +44,7 @@ class Hooks:
         default=lambda s, q: lambda: None
     )  # starts watchers, scheduler and control socket; returns their stop function
     reload: Callable[[], Settings] | None = None
+    collect: Callable[[Settings], None] = field(default=lambda s: None)  # retention after each run
 
 
 class Service:
@@ -69,10 +73,22 @@ class Service:
         self._last_ping = 0.0
         self._flushing: threading.Thread | None = None
         self._next_flush_check = 0.0
+        # While the journal refuses writes (disk full): its writes wait in memory, and so do the
+        # events it could not record (admitted once it can), retried after retry_s, doubling to retry_max_s.
+        self.writes = HeldWrites(on_change=self.metrics.held_writes.set)
+        self._unrecorded: list[tuple[PipelineEvent, int, str | None]] = []
+        self.retry_s, self.retry_max_s = 2.0, 60.0
+        self._retry_delay, self._next_retry, self._retrying = self.retry_s, 0.0, False
 
     @staticmethod
     def _debouncer(s: Settings) -> Debouncer:
-        return Debouncer(s.quiet_s, s.max_wait_s, data_globs=(s.data_glob,), marker_names=s.marker_names)
+        return Debouncer(
+            s.quiet_s,
+            s.max_wait_s,
+            data_globs=(s.data_glob,),
+            marker_names=s.marker_names,
+            close_events=close_events_available(),
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
     def serve(self) -> int:
@@ -85,7 +101,11 @@ class Service:
         log.info("watch_started", data_dir=str(self.settings.data_dir), repo=str(self.settings.repo))
         try:
             while not self.stopping.is_set():
-                self._step()
+                try:
+                    self._step()
+                except Exception as e:  # the loop's last boundary: log once, count, carry on
+                    self._loop_error("step", e)
+                    self.stopping.wait(1.0)  # not a hot loop if it keeps failing
         finally:
             stop_intake()
             self._shutdown()
@@ -106,18 +126,59 @@ class Service:
         deadline = self.debouncer.next_deadline()
         timeout = 1.0 if deadline is None else min(1.0, max(0.01, deadline - now))
         try:
-            self._observe(self.raw.get(timeout=timeout))
+            self._observe_safely(self.raw.get(timeout=timeout))
             while True:  # drain a burst before polling
-                self._observe(self.raw.get_nowait())
+                self._observe_safely(self.raw.get_nowait())
         except queue.Empty:
             pass
         if self.reload_requested.is_set():
             self._reload()
+        self._retry_held()
         fired = self.debouncer.poll(self.clock(), self._stat)
         if fired is not None:
-            self.admit(fired)
+            try:
+                self.admit(fired)
+            except Exception as e:  # once per event
+                self._loop_error("admit", e)
         self._flush_outbox()
         self._ping_watchdog()
+
+    def _observe_safely(self, ev: RawEvent) -> None:
+        try:
+            self._observe(ev)
+        except Exception as e:  # once per event: the next one is looked at as usual
+            self._loop_error(f"observe {ev.kind}", e)
+
+    def _loop_error(self, where: str, e: BaseException) -> None:
+        no_space = is_no_space(e)
+        self.metrics.loop_errors.labels("no_space" if no_space else "other").inc()
+        if no_space:
+            self.metrics.no_space.set(1)
+            log.error("loop_error", where=where, error=str(e), no_space=True)
+        else:
+            log.error("loop_error", where=where, error=str(e), exc_info=e)
+
+    def _retry_held(self) -> None:
+        """While the disk is full: replay held journal writes, then admit the events they held back."""
+        if (not self._unrecorded and not self.writes.count) or self.clock() < self._next_retry:
+            return
+        held, self._unrecorded = self._unrecorded, []
+        self._retrying = True
+        try:
+            if not self.writes.flush():
+                self._unrecorded = held
+            else:
+                for event, attempt, retry_of in held:
+                    self.admit(event, attempt, retry_of)
+        finally:
+            self._retrying = False
+        if self._unrecorded or self.writes.count:
+            self._retry_delay = min(self._retry_delay * 2, self.retry_max_s)
+            self._next_retry = self.clock() + self._retry_delay
+            return
+        self._retry_delay = self.retry_s
+        self.metrics.no_space.set(0)
+        log.info("journal_recovered", events_admitted=len(held))
 
     def _shutdown(self) -> None:
         self.notifier.stopping()
@@ -126,6 +187,13 @@ class Service:
             log.warning("run_cancelling", run_id=run_id, reason=self._cancel_reason)
             self.ports.containers.stop_labelled(f"io.retraind.run={run_id}", self.settings.stop_timeout_s)
             thread.join(timeout=self.settings.stop_timeout_s + 30)
+        if not self.writes.flush() or self._unrecorded:
+            log.error(
+                "journal_writes_lost",
+                writes=self.writes.count,
+                events=len(self._unrecorded),
+                reason="the disk is still full; the next start recovers interrupted runs and reconciles",
+            )
         log.info("watch_stopped")
 
     # -- events ----------------------------------------------------------------------------
@@ -133,8 +201,14 @@ class Service:
         now = self.clock()
         if ev.kind == "file_changed":
             self.debouncer.file_changed(ev.name, now)
+        elif ev.kind == "file_written":
+            self.debouncer.file_written(ev.name, now)
+        elif ev.kind == "file_opened":
+            self.debouncer.file_opened(ev.name, now)
         elif ev.kind == "file_closed":
             self.debouncer.file_closed(ev.name, now)
+        elif ev.kind == "file_released":
+            self.debouncer.file_released(ev.name, now)
         elif ev.kind == "ref_changed":
             commit = self._safe(self.hooks.head_commit, self.last_commit)
             if commit != self.last_commit:
@@ -152,8 +226,22 @@ class Service:
             self._finished(ev.name)
 
     def admit(self, event: PipelineEvent, attempt: int = 1, retry_of: str | None = None) -> Admission:
+        """Record the event and queue it; while the journal cannot record it (disk full), hold it."""
         causes = sorted((c.source, c.detail) for c in event.causes)
-        event_id = self.journal.record_event(causes)
+        try:
+            if self._unrecorded or not self.writes.flush():  # keep the events' order
+                raise InfrastructureError("state journal: earlier writes are still waiting for disk space")
+            event_id = self.journal.record_event(causes)
+        except InfrastructureError as e:
+            self._unrecorded.append((event, attempt, retry_of))
+            if is_no_space(e):
+                self.metrics.no_space.set(1)
+                self.writes.last_error = str(e)
+            if not self._retrying:  # once per event, not once per retry
+                log.error("event_held", causes=causes, error=str(e), held=len(self._unrecorded))
+            if self._next_retry <= self.clock():
+                self._next_retry = self.clock() + self._retry_delay
+            return Admission.HELD
         admission = self.queue.submit(Queued(event, (event_id,), attempt, retry_of))
         self.metrics.event({c.source for c in event.causes})
         if admission is Admission.COALESCED:
@@ -167,12 +255,14 @@ class Service:
         return admission
 
     def reconcile(self, why: str) -> None:
-        """Queue a run when the commit or data differ from the last attempted run's (idle only)."""
-        if self.queue.running is not None or self.debouncer.pending():
+        """Queue a run when the commit or data differ from the last attempted run's (idle only).
+
+        Which runs count as attempted is journal_schema.counts_as_attempt: a retry interrupted too
+        counts (its inputs are not run again, across any number of restarts), a cancelled run does not.
+        """
+        if self.queue.running is not None or self.debouncer.pending() or self._unrecorded:
             return
-        last = next(
-            (r for r in self.journal.recent_runs(20) if r.status not in ("cancelled", "interrupted")), None
-        )
+        last = self.journal.last_attempted()
         commit = self._safe(self.hooks.head_commit, "")
         data = self._safe(self.hooks.data_sha256, "")
         if not commit or not data or (last and (last.commit, last.data_sha256) == (commit, data)):
@@ -190,7 +280,7 @@ class Service:
 
         def work() -> None:
             try:
-                execute(
+                execute(  # never raises on purpose: every outcome is a journal row and a run_finished line
                     item,
                     run_id,
                     self._prepare,
@@ -200,9 +290,14 @@ class Service:
                     self.notifier,
                     lambda: self._cancel_reason,
                     self.metrics,
+                    self.writes,
                 )
-            except Exception:  # the loop boundary: log once and carry on
-                log.exception("run_crashed", run_id=run_id)
+            except Exception as e:  # the run thread's boundary: log once, count, carry on
+                self._loop_error(f"run {run_id}", e)
+            try:
+                self.hooks.collect(self.settings)  # retention: between runs, never during one
+            except Exception as e:
+                self._loop_error(f"gc after run {run_id}", e)
             finally:
                 self.raw.put(RawEvent("run_finished", run_id))
 
@@ -238,20 +333,26 @@ class Service:
             return
 
         def flush() -> None:
-            for d in outbox.flush(self.ports.tracker):
-                if d.registration is not None:
-                    log.info(
-                        "outbox_delivered",
-                        run_id=d.run_id,
-                        mlflow_run_id=d.registration.run_id,
-                        model_version=d.registration.model_version,
-                    )
-                else:
-                    log.warning("outbox_retry_later", run_id=d.run_id, error=d.error)
-            self.metrics.backlog.set(outbox.backlog())
+            try:
+                self._deliver(outbox)
+            except Exception as e:  # the flusher thread's boundary (a full disk, a bug): next time again
+                self._loop_error("outbox flush", e)
 
         self._flushing = threading.Thread(target=flush, name="outbox", daemon=True)
         self._flushing.start()
+
+    def _deliver(self, outbox: Outbox) -> None:
+        for d in outbox.flush(self.ports.tracker):
+            if d.registration is not None:
+                log.info(
+                    "outbox_delivered",
+                    run_id=d.run_id,
+                    mlflow_run_id=d.registration.run_id,
+                    model_version=d.registration.model_version,
+                )
+            else:
+                log.warning("outbox_retry_later", run_id=d.run_id, error=d.error)
+        self.metrics.backlog.set(outbox.backlog())
 
     def _cancel(self, run_id: str, why: str) -> None:
         self._cancel_reason = why
@@ -333,6 +434,9 @@ class Service:
             "running": running[0] if running else None,
             "queue_depth": self.queue.depth,
             "pending_changes": self.debouncer.pending(),
+            "held_journal_writes": self.writes.count,
+            "held_events": len(self._unrecorded),
+            "journal_error": self.writes.last_error,
             "data_dir": str(self.settings.data_dir),
             "repo": str(self.settings.repo),
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,26 @@ REFERENCE = "drift-reference.json"
 MAX_REASONS = 10
 
 
+def _escaped(c: str) -> str:
+    if unicodedata.category(c)[0] != "C" and c not in "\u2028\u2029":
+        return c
+    return f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\u{{{ord(c):x}}}"
+
+
+def printable(text: str) -> str:
+    """Text from a drop (a file name) safe for a one-line message: control, format and separator
+    characters escaped as \\uXXXX, as check-data.js's printable() does (Unicode C, Zl, Zp), so a name
+    cannot split a log line or fake another one."""
+    return "".join(map(_escaped, text))
+
+
+def capped(reasons: list[str], limit: int = MAX_REASONS) -> list[str]:
+    """The first `limit` reasons, and how many more there are (the report has them all)."""
+    if len(reasons) <= limit:
+        return reasons
+    return [*reasons[: limit - 1], f"and {len(reasons) - limit + 1} more problems (see data-check.json)"]
+
+
 def failed_tests(report: Any) -> list[str]:
     """Names and first message lines of failing Jest tests (and suites that failed to load)."""
     reasons: list[str] = []
@@ -43,7 +64,7 @@ def failed_tests(report: Any) -> list[str]:
 
 
 def data_problems(report: Any) -> list[str]:
-    return [str(p.get("message", p)) for p in (report or {}).get("problems", [])]
+    return [printable(str(p.get("message", p))) for p in (report or {}).get("problems", [])]
 
 
 class Validate:
@@ -67,14 +88,16 @@ class Validate:
 
     def run(self, ctx: RunContext, ports: Ports) -> StageResult:
         if ctx.manifest.refused:  # before any container reads the drop
-            reasons = [f"{name}: refused: {why}" for name, why in ctx.manifest.refused]
+            reasons = [f"{printable(name)}: refused: {printable(why)}" for name, why in ctx.manifest.refused]
             raise GateRejectedError(NAME, reasons, kinds=("unsafe_file",))
         out = ctx.stage_dir(NAME)
         tests = self._jest(ctx, ports, out)
         checked = self._data(ctx, ports, out)
         rows = checked.get("rows", 0)
         summary = f"{tests} tests passed; {rows:,} rows passed the data checks"
-        outputs = {"tests_passed": tests, "data_report": checked, "dir": str(out)}
+        outputs: dict[str, Any] = {"tests_passed": tests, "data_report": checked, "dir": str(out)}
+        if (out / REFERENCE).is_file():  # becomes the drift reference once the whole run succeeded
+            outputs["reference"] = str(out / REFERENCE)
         return StageResult(NAME, summary, outputs)
 
     def _jest(self, ctx: RunContext, ports: Ports, out: Path) -> int:
@@ -108,15 +131,29 @@ class Validate:
         report = read_json(out / "data-check.json")
         if result.returncode == 1:
             kinds = {str(p.get("check", "other")) for p in (report or {}).get("problems", [])}
-            raise GateRejectedError(NAME, data_problems(report)[:MAX_REASONS] or [result.tail(5)], kinds)
+            raise GateRejectedError(NAME, capped(data_problems(report)) or [printable(result.tail(5))], kinds)
         if result.returncode != 0:
-            raise StageFailedError(NAME, result.returncode, result.tail(10))
-        accepted = out / REFERENCE
-        if accepted.is_file():  # this drop is the reference for the next one
-            tmp = reference.with_suffix(".tmp")
-            shutil.copyfile(accepted, tmp)
-            tmp.replace(reference)
+            raise StageFailedError(NAME, result.returncode, printable(result.tail(10)))
         return dict(report or {})
+
+
+def advance_reference(settings: Settings, results: Mapping[str, StageResult]) -> Path | None:
+    """After a run succeeded (register included): its drop becomes the drift reference for the next.
+
+    Called by whoever ran the whole pipeline (the daemon's worker, `retraind run`), never by validate
+    itself: a drop rejected later (parity in preprocess, a failed training) must not become the
+    reference. A validate answered from the stage cache names the earlier run's candidate; when that
+    run directory is gone, the reference stays as it is. Returns the file copied, or None.
+    """
+    validate = results.get(NAME)
+    candidate = Path(str(validate.outputs.get("reference", ""))) if validate is not None else None
+    if candidate is None or not candidate.is_file():
+        return None
+    target = settings.state_dir / REFERENCE
+    tmp = target.with_suffix(".tmp")
+    shutil.copyfile(candidate, tmp)
+    tmp.replace(target)
+    return candidate
 
 
 def gate_options(s: Settings) -> tuple[str, ...]:

@@ -3,11 +3,11 @@
 /** CLI: the data gate; streams sentiment CSV files through every data check and writes a JSON report. */
 
 const path = require('path');
-const { checkInputFiles, printable } = require('./csvstream');
+const { printable } = require('./csvstream');
 const { runMain, writeJson, EXIT_OK } = require('./cli');
 const { readArgs, USAGE } = require('./checks/options');
-const { scanFile, newTotals } = require('./checks/scan');
-const { overallProblems, scopeName } = require('./checks/overall');
+const { scanFile, accessProblem, displayName, newTotals } = require('./checks/scan');
+const { overallProblems, scopeName, collapseByKind } = require('./checks/overall');
 const { buildReference, readReference, compareWithReference, binNames } = require('./checks/drift');
 const { MAX_LABEL_CHARS } = require('./checks/labels');
 
@@ -17,17 +17,23 @@ const EXIT_REJECTED = 1;
 async function runChecks(settings, reference) {
   const totals = newTotals(settings.labels);
   const fileStats = [];
-  for (const input of settings.inputs) fileStats.push(await scanFile(input, settings, totals));
+  const unreadable = [];
+  for (const input of settings.inputs) {
+    const problem = await accessProblem(input);
+    if (problem === null) fileStats.push(await scanFile(input, settings, totals));
+    else unreadable.push(problem);
+  }
   const dup = totals.index.totals();
-  const problems = [...fileStats.flatMap((s) => s.problems), ...overallProblems(totals, dup, fileStats, settings)];
+  const all = [...unreadable, ...fileStats.flatMap((s) => s.problems), ...overallProblems(totals, dup, fileStats, settings)];
   let drift = null;
   if (reference !== null && totals.rows > 0) {
     const scope = scopeName(fileStats.map((s) => s.file));
     const compared = compareWithReference(reference, path.basename(settings.reference), totals.labelCounts, totals.lengthCounts, settings, scope);
     drift = compared.drift;
-    problems.push(...compared.problems);
+    all.push(...compared.problems);
   }
-  return { totals, dup, fileStats, problems, warnings: fileStats.flatMap((s) => s.warnings), drift };
+  const problems = collapseByKind(all);
+  return { totals, dup, fileStats, problems, warnings: collapseByKind(fileStats.flatMap((s) => s.warnings)), drift };
 }
 
 /** The JSON report: the original fields first, then duplicates, per-file figures, lengths, drift, warnings. */
@@ -37,7 +43,7 @@ function buildReport(settings, result) {
   return {
     passed: problems.length === 0,
     rows: totals.rows,
-    files: settings.inputs.map((p) => path.basename(p)),
+    files: settings.inputs.map(displayName),
     label_counts: Object.fromEntries(totals.labelCounts),
     empty_after_cleaning: totals.empty,
     empty_share: share(totals.empty),
@@ -76,14 +82,16 @@ function summaryLines(report) {
   return [...lines, `data check passed: ${report.rows} rows, label counts ${counts}`];
 }
 
-/** Runs the gate: 0 passed, 1 rejected; usage and IO problems throw errors whose exitCode is 2. */
+/**
+ * Runs the gate: 0 passed, 1 rejected (an unreadable input file too); usage problems and a path that
+ * does not exist throw errors whose exitCode is 2.
+ */
 async function main(argv) {
   const settings = readArgs(argv);
   if (settings.help) {
     process.stdout.write(`${USAGE}\n`);
     return EXIT_OK;
   }
-  await checkInputFiles(settings.inputs);
   const reference = settings.reference === null ? null : await readReference(settings.reference);
   const result = await runChecks(settings, reference);
   const report = buildReport(settings, result);

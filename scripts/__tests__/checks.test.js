@@ -63,6 +63,15 @@ describe('classify', () => {
     expect(classify(Buffer.from('text,sentiment\nhello,positive\n', 'utf16le')).utf16).toMatch(/little-endian \(no byte order mark\)/);
     expect(classify(Buffer.from('a\u0000b\u0001c\td\r\n')).controlBytes).toBe(2);
   });
+
+  test('names archives, spreadsheets and compressed files saved under a .csv name', () => {
+    const zlib = require('zlib');
+    expect(classify(Buffer.from([0x50, 0x4b, 0x03, 0x04, 0x14, 0])).format.what).toMatch(/ZIP archive.*xlsx/);
+    expect(classify(Buffer.from([0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1, 0])).format.what).toMatch(/\.xls/);
+    expect(classify(zlib.gzipSync('sentiment,text\npositive,hi\n')).format.what).toBe('gzip-compressed');
+    expect(classify(Buffer.from('%PDF-1.7\n')).format.what).toMatch(/PDF/);
+    expect(classify(Buffer.from('sentiment,text\npositive,PK\u0003\u0004\n')).format).toBeNull(); // only at the start
+  });
 });
 
 describe('overLimit', () => {

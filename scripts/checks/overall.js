@@ -60,4 +60,53 @@ function overallProblems(totals, dup, fileStats, settings) {
   ];
 }
 
-module.exports = { overallProblems, classProblems, scopeName };
+/** Files named one by one for each kind of problem; the rest are one total line. */
+const MAX_FILES_PER_KIND = 5;
+const MAX_NAMES_KEPT = 100; // of the files left out, named in the report
+
+const number = (n) => n.toLocaleString('en-US');
+
+/** Fills in the total line of one kind: how many rows (when the kind counts rows) in how many more files. */
+function totalMessage(total, named) {
+  const omitted = total.files.size;
+  const more = `${number(omitted)} more ${plural(omitted, 'file')}`;
+  const what = total.rows ? `and ${number(total.count)} more ${plural(total.count, 'row')} in ${more}` : `and ${more}`;
+  total.file_names = [...total.files].slice(0, MAX_NAMES_KEPT);
+  total.files = omitted;
+  if (!total.rows) delete total.count;
+  delete total.rows;
+  total.message = `${total.check}: ${what} (${number(named + omitted)} files in all)`;
+}
+
+/**
+ * Keeps the problems of the first `maxFiles` files of each kind (check) and replaces the rest of that
+ * kind with one total, in the place of the first one left out: ten thousand tiny files give five
+ * lines and "and N more rows in M more files", not a line per file. Order is otherwise kept.
+ */
+function collapseByKind(problems, maxFiles = MAX_FILES_PER_KIND) {
+  const filesByKind = new Map();
+  const totals = new Map();
+  const out = [];
+  for (const p of problems) {
+    const files = filesByKind.get(p.check) || new Set();
+    filesByKind.set(p.check, files);
+    if (files.has(p.file) || files.size < maxFiles) {
+      files.add(p.file);
+      out.push(p);
+      continue;
+    }
+    let total = totals.get(p.check);
+    if (total === undefined) {
+      total = { check: p.check, file: 'all files', omitted: true, count: 0, rows: true, files: new Set() };
+      totals.set(p.check, total);
+      out.push(total);
+    }
+    total.rows = total.rows && Number.isInteger(p.count);
+    total.count += Number.isInteger(p.count) ? p.count : 0;
+    total.files.add(p.file);
+  }
+  for (const total of totals.values()) totalMessage(total, filesByKind.get(total.check).size);
+  return out;
+}
+
+module.exports = { overallProblems, classProblems, scopeName, collapseByKind, MAX_FILES_PER_KIND };

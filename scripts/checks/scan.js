@@ -1,15 +1,49 @@
 'use strict';
 /** Streams one input file through the row-level checks, adding to the totals shared by all files. */
 
+const fs = require('fs');
 const path = require('path');
 const { cleanAndTokenize } = require('../textclean');
-const { readRecords, missingColumnMessage, MissingColumnError, CsvParseError, REQUIRED_COLUMNS } = require('../csvstream');
-const { sniffFile } = require('./sniff');
+const { readRecords, missingColumnMessage, printable, MissingColumnError, CsvParseError, InputFileError, REQUIRED_COLUMNS } = require('../csvstream');
+const { sniffFile, delimiterHint, delimiterAdvice } = require('./sniff');
 const { DuplicateIndex, textHash, NEW_TEXT, REPEAT } = require('./duplicates');
 const { lengthBin, LENGTH_EDGES } = require('./drift');
 const { LineSample, unknownLabels, shorten } = require('./labels');
 
 const MAX_COLUMNS_REPORTED = 20;
+const MAX_FILE_NAME_CHARS = 200;
+const MAX_MESSAGE_CHARS = 2000;
+
+/**
+ * How a file is named in every problem, warning and message: its base name with control, format and
+ * separator characters escaped (a newline in a name must not split a log line), length capped.
+ */
+function displayName(filePath) {
+  return printable(path.basename(filePath), MAX_FILE_NAME_CHARS);
+}
+
+/**
+ * A file the gate cannot read (permissions: the daemon's user could, the container's cannot) or that
+ * is not a regular file is a problem of the drop, not a crash; a path that does not exist is a usage
+ * error (InputFileError, exit 2). Returns the problem or null.
+ */
+async function accessProblem(filePath) {
+  const file = displayName(filePath);
+  let stat;
+  try {
+    stat = await fs.promises.stat(filePath);
+    if (stat.isFile()) await fs.promises.access(filePath, fs.constants.R_OK);
+  } catch (err) {
+    if (err.code === 'ENOENT') throw new InputFileError(printable(filePath, MAX_MESSAGE_CHARS), 'no such file');
+    const why = err.code === 'EACCES' || err.code === 'EPERM' ? 'permission denied' : printable(err.message, 200);
+    return {
+      check: 'unreadable', file, reason: err.code || null,
+      message: `${file}: cannot be read (${why}): make it readable by every user (chmod a+r), or move it out of the data directory`,
+    };
+  }
+  if (stat.isFile()) return null;
+  return { check: 'unreadable', file, reason: 'not_a_file', message: `${file}: not a regular file; remove it from the data directory` };
+}
 
 /** Totals over all files: rows, empties, latin-1 rows, label counts, length histogram, duplicate index. */
 function newTotals(labels) {
@@ -96,7 +130,7 @@ function sampleProblem(check, file, sample, what, extra = {}) {
 /** The problem for a parse error; an unclosed quote or a short unterminated record at the very end means truncation. */
 function parseProblem(err, file, sniffed) {
   const atEnd = err.code === 'CSV_QUOTE_NOT_CLOSED' || (!sniffed.endsWithNewline && err.bytes === sniffed.size);
-  if (!atEnd) return { check: 'parse_error', file, line: err.line, message: err.message };
+  if (!atEnd) return { check: 'parse_error', file, line: err.line, message: printable(err.message, MAX_MESSAGE_CHARS) }; // its file name escaped too
   const how = err.code === 'CSV_QUOTE_NOT_CLOSED' ? 'ends inside a quoted field' : 'is incomplete and has no line end';
   return {
     check: 'parse_error', file, line: err.line, truncated: true, reason: err.reason,
@@ -109,7 +143,7 @@ const KNOWN_OPTIONAL_COLUMNS = Object.freeze(['confidence']);
 
 /** Streams one file into totals; returns its per-file stats with problems and warnings filled in. */
 async function scanFile(filePath, settings, totals) {
-  const file = path.basename(filePath);
+  const file = displayName(filePath);
   const stats = newFileStats(file, settings);
   const sniffed = await sniffFile(filePath, file);
   stats.warnings.push(...sniffed.warnings);
@@ -128,8 +162,11 @@ async function scanFile(filePath, settings, totals) {
   } catch (err) {
     if (err instanceof MissingColumnError) {
       const found = err.found.slice(0, MAX_COLUMNS_REPORTED).map(shorten);
+      const hint = delimiterHint(err.found);
+      const advice = hint === null ? '' : delimiterAdvice(hint);
+      const extra = hint === null ? {} : { delimiter: hint.delimiter };
       for (const column of err.missing) {
-        stats.problems.push({ check: 'missing_column', file, column, columns_found: found, message: missingColumnMessage(file, column, err.found) });
+        stats.problems.push({ check: 'missing_column', file, column, columns_found: found, ...extra, message: `${missingColumnMessage(file, column, err.found)}${advice}` });
       }
     } else if (err instanceof CsvParseError) {
       stats.problems.push(parseProblem(err, file, sniffed));
@@ -145,4 +182,4 @@ async function scanFile(filePath, settings, totals) {
   return stats;
 }
 
-module.exports = { scanFile, newTotals, checkRow, overLimit };
+module.exports = { scanFile, accessProblem, displayName, newTotals, checkRow, overLimit };

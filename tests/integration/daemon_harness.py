@@ -15,10 +15,15 @@ from typing import Any
 
 import pygit2
 
+from daemon.control import request
+from daemon.errors import InfrastructureError
 from daemon.journal import Journal, RunRow
 from tests.integration.services import free_port
 
 RETRAIND = str(Path(sys.executable).parent / "retraind")
+# Deadlines are generous: under load (CI, other work on the CPUs) a run takes several times longer;
+# a test waits on observable state, so a fast machine still finishes fast.
+RUN_DEADLINE_S = 600.0
 
 
 class Daemon:
@@ -42,7 +47,7 @@ class Daemon:
             argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
         )
         threading.Thread(target=self._read, daemon=True).start()
-        self.wait_log(lambda e: e.get("event") == "watch_started", 60)
+        self.wait_log(lambda e: e.get("event") == "watch_started", 300)
         return self
 
     def _read(self) -> None:
@@ -81,6 +86,60 @@ class Daemon:
                 return runs
             time.sleep(0.25)
         raise AssertionError(f"expected {count} finished runs, got {self.runs()}")
+
+    def status(self) -> dict[str, Any] | None:
+        """The daemon's own view over its control socket (`retraind status`), None while none answers."""
+        try:
+            reply = request(self.state / "control.sock", {"cmd": "status"}, timeout_s=30)
+        except InfrastructureError:
+            return None
+        return reply if reply.get("ok") else None
+
+    def idle(self) -> bool:
+        """Nothing running, queued, waiting in the debouncer or held back for the journal."""
+        s = self.status()
+        return (
+            s is not None
+            and s.get("running") is None
+            and s.get("queue_depth") == 0
+            and not s.get("pending_changes")
+            and not s.get("held_events")
+        )
+
+    def wait_idle(self, runs: int = 0, timeout: float = RUN_DEADLINE_S) -> list[RunRow]:
+        """Wait until at least `runs` runs have finished and the daemon is idle; return all runs.
+
+        Idle is the daemon's word (the control socket's status), not a quiet period: once it is idle
+        with nothing pending, no further run starts without a new event, so "exactly one run" can be
+        asserted right away, with no sleep.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited {self.proc.returncode}: {self.lines[-5:]}")
+            if self.idle():
+                found = self.runs()
+                if len(found) >= runs and all(r.finished_at is not None for r in found):
+                    return found
+            time.sleep(0.25)
+        raise AssertionError(
+            f"not idle with {runs} finished runs after {timeout} s: {self.status()}, {self.runs()}"
+        )
+
+    def wait_container(self, run_id: str, timeout: float = RUN_DEADLINE_S) -> str:
+        """Wait until a container of the run is up (podman ps); return its ID."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ps = subprocess.run(
+                ["podman", "ps", "-q", f"--filter=label=io.retraind.run={run_id}"],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            if ps.stdout.strip():
+                return ps.stdout.split()[0]
+            time.sleep(0.25)
+        raise AssertionError(f"no container of run {run_id} came up within {timeout} s")
 
     def signal(self, sig: signal.Signals) -> None:
         assert self.proc is not None

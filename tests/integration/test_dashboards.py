@@ -66,6 +66,10 @@ CONTRACT: dict[str, tuple[str, dict[str, frozenset[str] | None]]] = {
     "retraind_stage_cache_hits_total": ("counter", {"stage": STAGES}),
     "retraind_gate_failures_total": ("counter", {"reason": GATE_REASONS}),
     "retraind_tracking_backlog": ("gauge", {}),
+    "retraind_loop_errors_total": ("counter", {"reason": frozenset({"no_space", "other"})}),
+    "retraind_state_no_space": ("gauge", {}),
+    "retraind_journal_held_writes": ("gauge", {}),
+    "retraind_state_bytes": ("gauge", {}),
     "retraind_build_info": ("gauge", {"version": None}),
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")

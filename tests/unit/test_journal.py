@@ -271,11 +271,12 @@ def test_migrations_run_forward_once_and_refuse_a_newer_file(path: Path, clock: 
         Journal.open(path, clock=clock)
 
 
-def test_a_file_that_is_not_a_journal_is_an_infrastructure_error(path: Path) -> None:
+def test_a_file_that_is_not_a_journal_is_a_config_error_saying_to_move_it_away(path: Path) -> None:
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not a database, just bytes" * 100)
-    with pytest.raises(InfrastructureError, match="cannot open state journal"):
+    with pytest.raises(ConfigError, match="is not a usable SQLite database") as caught:
         Journal.open(path)
+    assert caught.value.exit_code == 78 and f"mv {path} {path}.broken" in str(caught.value)
 
 
 # A child process writes, the test kills it with SIGKILL, the journal must come back consistent.
@@ -387,3 +388,31 @@ def test_two_threads_write_at_once(path: Path, connections: int) -> None:
     for journal in journals:
         journal.close()
     assert_consistent(path)
+
+
+def test_last_attempted_counts_a_retry_interrupted_too_but_not_a_cancelled_run(
+    journal: Journal, clock: FakeClock
+) -> None:
+    journal.start_run("r1", "data", [], "c1", "d1")
+    journal.recover_interrupted()
+    assert journal.last_attempted() is None  # interrupted once: its retry will be the attempt
+    clock.advance(1)
+    journal.start_run("r2", "data", [], "c1", "d1", attempt=2, retry_of="r1")
+    journal.recover_interrupted()
+    assert journal.last_attempted().run_id == "r2"  # type: ignore[union-attr]
+    clock.advance(1)
+    journal.start_run("r3", "manual", [], "c1", "d1")
+    journal.finish_run("r3", "cancelled", 130)
+    assert journal.last_attempted().run_id == "r2"  # type: ignore[union-attr]
+
+
+def test_a_write_replayed_later_keeps_the_time_it_happened(journal: Journal, clock: FakeClock) -> None:
+    clock.advance(100)
+    journal.start_run("r1", "data", [], "c1", "d1", at=10.0)
+    journal.stage_started("r1", "build", at=11.0)
+    journal.stage_finished("r1", "build", 1.5, "success", "ok", at=12.5)
+    journal.finish_run("r1", "failed", 5, at=13.0)
+    run = journal.get_run("r1")
+    assert run is not None and (run.started_at, run.finished_at) == (10.0, 13.0)
+    (stage,) = journal.stages("r1")
+    assert (stage.started_at, stage.finished_at) == (11.0, 12.5)

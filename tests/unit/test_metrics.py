@@ -88,3 +88,12 @@ def test_fine_grained_gate_checks_fold_into_bounded_reasons() -> None:
     assert v("retraind_gate_failures_total", {"reason": "drift"}) == 1  # one rejection, one count
     assert v("retraind_gate_failures_total", {"reason": "binary"}) == 1
     assert v("retraind_gate_failures_total", {"reason": "class_balance"}) == 1
+
+
+def test_the_loop_and_disk_series_exist_from_the_start() -> None:
+    registry = CollectorRegistry()
+    Metrics(registry)
+    v = registry.get_sample_value
+    assert v("retraind_loop_errors_total", {"reason": "no_space"}) == 0
+    assert v("retraind_loop_errors_total", {"reason": "other"}) == 0
+    assert v("retraind_state_no_space") == 0 and v("retraind_journal_held_writes") == 0

@@ -11,6 +11,7 @@ from daemon.pipeline import run_stages
 from daemon.proc import CmdResult
 from handlers.base import Ports, RunContext
 from handlers.registry import STAGES
+from handlers.validate import advance_reference
 from tests.fakes import FakeContainers, FakeTracker, RecordingReporter, ok, writes
 
 METRICS = {"f1_score_weighted": 0.73, "accuracy": 0.74}
@@ -199,9 +200,12 @@ def test_drift_is_checked_against_the_last_accepted_drop_which_this_one_then_rep
         return writes("data-check.json", DATA_OK)(job)
 
     fake = containers(**{"validate-data": data_check})
-    assert run_stages(ctx, list(STAGES.values()), Ports(fake, FakeTracker()), RecordingReporter()).ok
+    outcome = run_stages(ctx, list(STAGES.values()), Ports(fake, FakeTracker()), RecordingReporter())
+    assert outcome.ok
     job = next(j for j in fake.ran if j.name.endswith("validate-data"))
     assert job.argv[job.argv.index("--reference") :][:2] == ("--reference", "/ref/drift-reference.json")
     assert any(m.host == reference and not m.writable for m in job.mounts)
     assert "--max-label-psi" in job.argv and "--write-reference" in job.argv
+    assert reference.read_text() == '{"old": true}'  # validate alone does not advance it
+    advance_reference(ctx.settings, outcome.results)  # a successful run does (daemon/worker.py, app.py)
     assert reference.read_text() == '{"new": true}'

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import errno
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import structlog
+from prometheus_client import CollectorRegistry
 
 from daemon.config import load_settings
-from daemon.errors import ConfigError
+from daemon.debounce import Cause, PipelineEvent
+from daemon.errors import EXIT_INFRA, ConfigError, InfrastructureError
 from daemon.journal import Journal
+from daemon.metrics import Metrics
 from daemon.notify import Notifier
+from daemon.runqueue import Admission
 from daemon.service import Hooks, Service
 from daemon.watch import RawEvent
 from handlers.base import Ports, RunContext
@@ -95,3 +104,121 @@ def test_trigger_force_adds_a_force_cause_to_the_manual_one(service: Service) ->
         ("force", "alice"),
         ("manual", "bob"),
     }
+
+
+def test_after_a_retry_interrupted_too_a_restart_queues_no_fresh_run_of_the_same_inputs(
+    service: Service,
+) -> None:
+    service.journal.start_run("first", "data", [("data", "a.csv")], "c1", "d1")  # killed: interrupted
+    service.journal.recover_interrupted()
+    service.journal.start_run("retry", "data", [("data", "a.csv")], "c1", "d1", attempt=2, retry_of="first")
+    with structlog.testing.capture_logs() as logs:
+        service._recover()  # the second restart: the retry was killed too
+        service.reconcile("start")
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["run_not_retried"]
+    assert service.queue.running is None and not [e for e in logs if e["event"] == "event_admitted"]
+    assert [r.run_id for r in service.journal.recent_runs(5)] == ["retry", "first"]
+    service.hooks.data_sha256 = lambda s: "d2"  # new data is still run
+    service.reconcile("periodic")
+    wait_for_run(service)
+    assert service.journal.recent_runs(1)[0].attempt == 1
+
+
+def test_a_run_cancelled_by_sigterm_is_run_again_after_the_restart(service: Service) -> None:
+    service.journal.start_run("stopped", "data", [("data", "a.csv")], "c1", "d1")
+    service.journal.finish_run("stopped", "cancelled", 130, error="cancelled during train: daemon stopping")
+    service.reconcile("start")
+    wait_for_run(service)
+    assert [r.run_id for r in service.journal.recent_runs(5)] == ["r0", "stopped"]
+
+
+class FullDiskJournal(Journal):
+    """A real journal whose writes fail as SQLite's do on a full disk, while `full` is set."""
+
+    full = False
+
+    @contextmanager
+    def _tx(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+        if write and self.full:
+            try:
+                raise sqlite3.OperationalError("database or disk is full")
+            except sqlite3.Error as e:  # mapped as Journal._tx maps it
+                raise InfrastructureError(f"state journal {self.path}: {e}") from e
+        with super()._tx(write) as tx:
+            yield tx
+
+
+def test_a_full_disk_fails_a_run_with_its_reason_and_the_loop_recovers_without_losing_the_event(
+    tmp_path: Path, ctx: RunContext
+) -> None:
+    settings = load_settings({"state_dir": tmp_path / "state"}, environ={"HOME": str(tmp_path)})
+    journal = FullDiskJournal.open(tmp_path / "state" / "journal.db")
+    attempts: list[str] = []
+
+    def prepare(s: object, run_id: str) -> RunContext:
+        attempts.append(run_id)
+        if len(attempts) == 1:  # the manifest cache cannot be written
+            raise OSError(
+                errno.ENOSPC, "No space left on device", str(tmp_path / "state/manifest-cache.json")
+            )
+        journal.full = True  # and then the journal fills up during the run
+        return replace(ctx, run_id=run_id)
+
+    ids = iter(f"r{i}" for i in range(100))
+    hooks = Hooks(
+        prepare=prepare, new_run_id=lambda: next(ids), head_commit=lambda s: "c1", data_sha256=lambda s: "d1"
+    )
+    clock, registry = FakeClock(), CollectorRegistry()
+    service = Service(settings, journal, Ports(FakeContainers(), FakeTracker()), {}, hooks, Notifier(None),
+                      clock=clock.now, metrics=Metrics(registry))  # fmt: skip
+
+    def steps(n: int = 3) -> None:
+        for _ in range(n):
+            clock.advance(service.retry_max_s)  # past any backoff
+            service.raw.put(RawEvent("wake"))  # so the step does not wait for its poll timeout
+            service._step()
+            wait_for_run(service)
+
+    journal.full = True
+    drop = PipelineEvent(frozenset({Cause("data", "drop.csv")}), 0.0, 0.0)
+    assert service.admit(drop) is Admission.HELD  # not lost: held until the journal can record it
+    steps()
+    assert (
+        service.snapshot()["held_events"] == 1 and registry.get_sample_value("retraind_state_no_space") == 1
+    )
+    journal.full = False
+    steps()
+    first = journal.get_run("r0")
+    assert first is not None and first.status == "failed" and first.exit_code == EXIT_INFRA
+    assert (first.error or "").startswith("no space left on device") and "free space in" in (
+        first.error or ""
+    )
+    assert [e.run_id for e in journal.pending_events()] == [] and service.snapshot()["held_events"] == 0
+
+    service.admit(drop)  # space came back: the next run starts, and the journal fills up again under it
+    steps()
+    assert journal.get_run("r1") is None and service.writes.count == 2  # start_run, finish_run, in order
+    assert registry.get_sample_value("retraind_journal_held_writes") == service.writes.count
+    journal.full = False
+    steps()
+    second = journal.get_run("r1")
+    assert second is not None and second.status == "succeeded" and second.finished_at is not None
+    assert registry.get_sample_value("retraind_journal_held_writes") == 0
+    assert registry.get_sample_value("retraind_loop_errors_total", {"reason": "no_space"}) == 1
+
+
+def test_an_event_that_raises_is_logged_once_and_counted_and_the_loop_goes_on(service: Service) -> None:
+    def broken(window: int = 50) -> None:
+        raise RuntimeError("a bug in reconcile")
+
+    service.journal.last_attempted = broken  # type: ignore[method-assign,assignment]
+    service.raw.put(RawEvent("reconcile"))
+    with structlog.testing.capture_logs() as logs:
+        service._step()
+    assert [e["where"] for e in logs if e["event"] == "loop_error"] == ["observe reconcile"]
+    (family,) = service.metrics.loop_errors.collect()
+    counted = {s.labels["reason"]: s.value for s in family.samples if s.name.endswith("_total")}
+    assert counted == {"no_space": 0, "other": 1}
+    service.raw.put(RawEvent("manual", "alice"))
+    service._step()
+    assert service.debouncer.pending()  # the next event is handled as usual
