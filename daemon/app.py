@@ -25,7 +25,7 @@ from daemon.control import ControlServer
 from daemon.errors import ConfigError, RetraindError
 from daemon.gitinfo import Pygit2Reader
 from daemon.journal import Journal
-from daemon.manifest import Manifest, build_manifest
+from daemon.manifest import Manifest
 from daemon.metrics import Metrics
 from daemon.notify import Notifier
 from daemon.outbox import Outbox
@@ -34,12 +34,15 @@ from daemon.pipeline import PipelineOutcome, Reporter, run_stages
 from daemon.podman import PodmanCli
 from daemon.promotion import GatePolicy
 from daemon.registry import MlflowRegistry
+from daemon.retention import Collected, collect, registered_runs, registry_pins, tree_bytes
 from daemon.service import Hooks, Service
+from daemon.snapshot import scan, take_snapshot
 from daemon.stagecache import JournalStageCache
 from daemon.tracking import MlflowTracker
 from daemon.watch import RawEvent, Watcher
 from handlers.base import Ports, RunContext, Stage
 from handlers.registry import STAGES
+from handlers.validate import advance_reference
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -67,23 +70,26 @@ def real_ports(settings: Settings, journal: Journal | None = None) -> Ports:
 
 
 def data_manifest(settings: Settings) -> Manifest:
-    """The data drop, hashed only where the stat cache says a file changed."""
-    return build_manifest(
-        settings.data_dir,
-        settings.data_glob,
-        settings.max_file_bytes,
-        cache_path=settings.state_dir / "manifest-cache.json",
-    )
+    """The data drop as it is now, hashed only where the stat cache says a file changed."""
+    return scan(settings)
 
 
 def prepare_run(settings: Settings, run_id: str) -> RunContext:
-    """Pin what a run reads: the commit, its params.toml, the data manifest, a fresh run directory."""
-    git = Pygit2Reader().read(settings.repo)
-    overrides = {"seed": settings.seed, "test_size": settings.test_size, "c": settings.c}
-    params = load_params(git.workdir, overrides)
-    manifest = data_manifest(settings)
+    """Seal what a run reads in a fresh run directory: one commit, exported (the tip of the watched
+    branch, HEAD without one; the live worktree only with --worktree), its params.toml, and a
+    snapshot of the data drop in the object store."""
+    reader = Pygit2Reader()
     run_dir = settings.runs_dir / run_id
     run_dir.mkdir(parents=True)
+    if settings.worktree:
+        git = reader.read(settings.repo)
+    else:
+        commit = reader.ref_commit(settings.repo, settings.branch)
+        branch = settings.branch or reader.read_branch(settings.repo)
+        git = reader.export(settings.repo, commit, run_dir / "source", branch)
+    overrides = {"seed": settings.seed, "test_size": settings.test_size, "c": settings.c}
+    params = load_params(git.workdir, overrides)
+    manifest = take_snapshot(settings, run_dir)
     return RunContext(run_id, run_dir, settings, git, manifest, params)
 
 
@@ -108,9 +114,59 @@ def run_once(
         ports = real_ports(settings, journal)
         assert ports.outbox is not None
         ports.outbox.flush(ports.tracker)
-        return run_stages(ctx, list(stages.values()), ports, reporter, use_cache=use_cache)
+        outcome = run_stages(ctx, list(stages.values()), ports, reporter, use_cache=use_cache)
+        if outcome.ok:  # only a run that succeeded makes its drop the next drift reference
+            advance_reference(ctx.settings, outcome.results)
+        collect_after_run(settings, journal, outcome)
+        return outcome
     finally:
         journal.close()
+
+
+def collect_garbage(
+    settings: Settings, journal: Journal, dry_run: bool = False, ask_registry: bool = True
+) -> Collected:
+    """Retention with the champion's and challenger's runs pinned (daemon/retention.py)."""
+
+    def aliased_runs() -> set[str]:
+        rows = MlflowRegistry(settings.tracking_uri).versions(settings.model_name)
+        return {r.retraind_run_id for r in rows if r.aliases and r.retraind_run_id}
+
+    pins = registry_pins(settings.state_dir, aliased_runs if ask_registry else None)
+    if pins is None:
+        pins = registered_runs(journal)
+    return collect(settings.state_dir, journal, settings.keep_runs, settings.store_grace_s, pins, dry_run)
+
+
+def _collect_quietly(settings: Settings, journal: Journal, metrics: Metrics) -> None:
+    done = collect_garbage(settings, journal)
+    metrics.state_bytes.set(tree_bytes(settings.state_dir))
+    if done.runs or done.objects:
+        structlog.get_logger().info(
+            "gc_finished",
+            runs_removed=len(done.runs),
+            objects_removed=len(done.objects),
+            freed_bytes=done.freed_bytes,
+        )
+
+
+def collect_after_run(settings: Settings, journal: Journal, outcome: PipelineOutcome) -> None:
+    """gc after every run; it asks the registry only when the run registered (MLflow is loaded then),
+    so an up-to-date run stays fast. Never fails the run."""
+    register = outcome.results.get("register")
+    try:
+        done = collect_garbage(settings, journal, ask_registry=bool(register and not register.cached_from))
+    except (RetraindError, OSError) as e:
+        structlog.get_logger().warning("gc_failed", run_id=outcome.run_id, error=str(e))
+        return
+    if done.runs or done.objects:
+        structlog.get_logger().info(
+            "gc_finished",
+            run_id=outcome.run_id,
+            runs_removed=len(done.runs),
+            objects_removed=len(done.objects),
+            freed_bytes=done.freed_bytes,
+        )
 
 
 # -- the daemon (`retraind watch`) -------------------------------------------------------------
@@ -231,12 +287,14 @@ def build_service(settings: Settings, reload: Callable[[], Settings] | None = No
     journal = Journal.open(settings.state_dir / "journal.db")
     metrics = serve_metrics(settings)
     metrics.restore(journal.gauges())
+    metrics.state_bytes.set(tree_bytes(settings.state_dir))
     hooks = Hooks(
         prepare=prepare_run,
         new_run_id=new_run_id,
         head_commit=head_commit,
         data_sha256=data_sha256,
         reload=reload,
+        collect=lambda s: _collect_quietly(s, journal, metrics),
     )
     notifier = Notifier(settings.notify_socket)
     ports = real_ports(settings, journal)

@@ -21,8 +21,10 @@ EXIT_CODES_HELP = """exit codes:
   0   success (run: model trained and registered; watch: clean stop)
   1   crash (systemd restarts the daemon)
   2   usage error
-  3   the gate rejected the run (a Jest test of scripts/ or a data check failed); nothing trained
-  4   a stage's program failed (e.g. training raised); see the stage log in the run directory
+  3   the gate rejected the run (a Jest test of scripts/ or a data check failed, or a data file was
+      still being written); nothing trained
+  4   a stage's program failed or ran past stage_timeout_s (its container is stopped and removed);
+      see the stage log in the run directory
   5   infrastructure failed (podman, git, MLflow, disk), or no daemon answers (trigger)
   78  bad configuration or a missing tool (podman, base image, data directory)
   130 interrupted (Ctrl-C)"""
@@ -37,6 +39,7 @@ SETTING_FLAGS = (
     "seed",
     "no_cache",
     "branch",
+    "worktree",
 )
 
 
@@ -70,6 +73,12 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--force", action="store_true", help="run every stage even when its inputs match an earlier success"
     )
+    run.add_argument(
+        "--worktree",
+        action="store_true",
+        default=None,
+        help="build the worktree as it is, uncommitted changes included (tagged dirty; reproduce refuses it)",
+    )
     watch = sub.add_parser(
         "watch",
         help="the daemon: watch the repository and data, run on changes",
@@ -86,8 +95,15 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("-n", type=int, default=10, help="how many recent runs to show")
     doctor = sub.add_parser("doctor", help="check podman, inotify, linger, MLflow, disk; say how to fix")
     _settings_flags(doctor)
+    gc = sub.add_parser(
+        "gc",
+        help="remove old run directories and data objects (keep_runs; champion, challenger and cache kept)",
+    )
+    _settings_flags(gc)
+    gc.add_argument("--dry-run", action="store_true", help="say what would be removed; remove nothing")
     model_commands.add_parsers(sub, fmt, _settings_flags, EXIT_CODES_HELP)
-    sub.add_parser("install-service", help="install the systemd user unit for this checkout")
+    install = sub.add_parser("install-service", help="install the systemd user unit for this checkout")
+    install.add_argument("--json", action="store_true", help="one JSON line even on a terminal")
     return p
 
 
@@ -107,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "doctor": _doctor,
             **{name: _with_settings(command) for name, command in model_commands.COMMANDS.items()},
             "install-service": _install_service,
+            "gc": _gc,
         }
         return commands[args.command](args, json_lines)
     except KeyboardInterrupt:
@@ -120,11 +137,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CRASH
 
 
-def _settings(args: argparse.Namespace) -> Any:
-    from daemon.config import load_settings
+def _settings(args: argparse.Namespace, *, inputs: bool = False) -> Any:
+    """The settings, checked once: with inputs, the data directory and repository a pipeline reads.
+
+    The state directory is made private here, before anything writes to it.
+    """
+    from daemon.config import check_inputs, load_settings
+    from daemon.statedir import secure_state
 
     cli = {k: getattr(args, k, None) for k in SETTING_FLAGS}
-    return load_settings(cli, config_file=args.config)
+    settings = load_settings(cli, config_file=args.config)
+    if inputs:
+        check_inputs(settings)
+    for t in secure_state(settings.state_dir, settings.tracking_uri):
+        structlog.get_logger().warning(
+            "state_mode_tightened", path=str(t.path), mode_was=f"{t.mode_was:o}", mode=f"{t.mode:o}"
+        )
+    return settings
 
 
 Command = Callable[[argparse.Namespace, bool], int]
@@ -145,8 +174,9 @@ def _run(args: argparse.Namespace, json_lines: bool) -> int:
     from daemon.app import new_run_id, remove_run_containers, run_once
     from daemon.metrics import Metrics, export_oneshot
     from daemon.progress import ConsoleReporter, Fanout, LogReporter, MetricsReporter
+    from daemon.retention import tree_bytes
 
-    settings = _settings(args)
+    settings = _settings(args, inputs=True)
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     shown = LogReporter() if json_lines else ConsoleReporter()
@@ -158,6 +188,7 @@ def _run(args: argparse.Namespace, json_lines: bool) -> int:
         removed = remove_run_containers(run_id)
         structlog.get_logger().warning("run_interrupted", run_id=run_id, containers_removed=len(removed))
         return EXIT_INTERRUPTED
+    metrics.state_bytes.set(tree_bytes(settings.state_dir))
     try:
         exported = export_oneshot(registry, settings.pushgateway_url, settings.textfile_dir)
         if exported:
@@ -178,13 +209,13 @@ def _run(args: argparse.Namespace, json_lines: bool) -> int:
 def _watch(args: argparse.Namespace, json_lines: bool) -> int:
     from daemon.app import build_service, hold_daemon_lock
 
-    settings = _settings(args)
+    settings = _settings(args, inputs=True)
     if settings.journal_stream and json_lines:
         from daemon.logs import configure_logging
 
         configure_logging(json_lines=True, syslog_prefix=True)
     lock = hold_daemon_lock(settings.state_dir)
-    service = build_service(settings, reload=lambda: _settings(args))
+    service = build_service(settings, reload=lambda: _settings(args, inputs=True))
     signal.signal(signal.SIGTERM, lambda *_: service.stop("SIGTERM"))
     signal.signal(signal.SIGINT, lambda *_: service.stop("SIGINT"))
     signal.signal(signal.SIGHUP, lambda *_: service.request_reload())
@@ -208,7 +239,7 @@ def _status(args: argparse.Namespace, json_lines: bool) -> int:
     from daemon.status import collect_status, render_status
 
     status = collect_status(_settings(args), args.n)
-    print(json.dumps(status, indent=2) if json_lines else render_status(status))
+    print(json.dumps(status) if json_lines else render_status(status))  # one line: jq and log lines mix
     return EXIT_OK
 
 
@@ -218,8 +249,37 @@ def _doctor(args: argparse.Namespace, json_lines: bool) -> int:
     from daemon.doctor import diagnose, render
 
     checks = diagnose(_settings(args))
-    print(json.dumps([asdict(c) for c in checks], indent=2) if json_lines else render(checks))
+    print(json.dumps([asdict(c) for c in checks]) if json_lines else render(checks))
     return EXIT_OK if all(c.ok or c.warning_only for c in checks) else EXIT_CONFIG
+
+
+def _gc(args: argparse.Namespace, json_lines: bool) -> int:
+    from daemon.app import collect_garbage
+    from daemon.journal import Journal
+
+    settings = _settings(args)
+    journal = Journal.open(settings.state_dir / "journal.db")
+    try:
+        done = collect_garbage(settings, journal, dry_run=args.dry_run)
+    finally:
+        journal.close()
+    fields = {
+        "dry_run": done.dry_run,
+        "runs_removed": list(done.runs),
+        "objects_removed": len(done.objects),
+        "freed_bytes": done.freed_bytes,
+        "pinned": list(done.pinned),
+    }
+    if json_lines:
+        print(json.dumps(fields))
+    else:
+        verb = "would remove" if done.dry_run else "removed"
+        print(
+            f"{verb} {len(done.runs)} run directories and {len(done.objects)} data objects, "
+            f"{done.freed_bytes / 1e6:,.1f} MB (keep_runs {settings.keep_runs}; "
+            f"{len(done.pinned)} older runs kept for the champion, challenger or a pending registration)"
+        )
+    return EXIT_OK
 
 
 def _install_service(args: argparse.Namespace, json_lines: bool) -> int:
@@ -227,7 +287,10 @@ def _install_service(args: argparse.Namespace, json_lines: bool) -> int:
 
     project = Path(__file__).resolve().parent.parent
     target, steps = install_service(project, Path.home())
-    print(f"installed {target}\nnext:\n" + "\n".join(f"  {step}" for step in steps))
+    if json_lines:
+        print(json.dumps({"event": "service_installed", "unit": str(target), "next": steps}))
+    else:
+        print(f"installed {target}\nnext:\n" + "\n".join(f"  {step}" for step in steps))
     return EXIT_OK
 
 

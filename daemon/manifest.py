@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import structlog
+
 from daemon.errors import ConfigError
+from daemon.store import UNREADABLE, UNSTABLE, ObjectStore
 
 HashFile = Callable[[Path], str]
 CACHE_VERSION = 1
@@ -41,6 +44,7 @@ class DataFile:
 class Manifest:
     files: tuple[DataFile, ...]
     refused: tuple[tuple[str, str], ...] = ()  # (name, why): entries the gate must refuse
+    unstable: tuple[str, ...] = ()  # names that changed while they were read: still being written
 
     @property
     def sha256(self) -> str:
@@ -91,17 +95,30 @@ def _examine(path: str, root: Path, max_file_bytes: int) -> tuple[str | None, os
     """Why this entry must be refused (or None), and its stat following symlinks: one lstat for a file."""
     st = _stat(path, follow=False)
     if st is not None and stat.S_ISLNK(st.st_mode):
-        target = Path(path).resolve()
+        try:
+            target = Path(path).resolve(strict=True)
+        except RuntimeError:  # Python 3.11 says "Symlink loop" this way
+            return "a symlink loop", None
+        except OSError as e:
+            why = "a symlink loop" if e.errno == errno.ELOOP else f"a dangling symlink ({e.strerror})"
+            return why, None
         if not target.is_relative_to(root):
             return f"a symlink to {target}, outside the data directory", None
         st = _stat(path, follow=True)
     if st is not None and stat.S_ISDIR(st.st_mode):
         return "a directory with a data file's name", st
     if st is None or not stat.S_ISREG(st.st_mode):
-        return "not a regular file", st
+        kind = _special_kind(st.st_mode) if st is not None else "gone"
+        return f"not a regular file ({kind})", st
     if st.st_size > max_file_bytes:
         return f"{st.st_size:,} bytes, over the cap of {max_file_bytes:,} (max_file_bytes)", st
     return None, st
+
+
+def _special_kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
+             (stat.S_ISBLK, "a device"))  # fmt: skip
+    return next((name for test, name in kinds if test(mode)), "a special file")
 
 
 def refusal(path: Path, root: Path, max_file_bytes: int) -> str | None:
@@ -228,6 +245,7 @@ def build_manifest(
     max_file_bytes: int = 2 * 1024**3,
     cache_path: Path | None = None,
     *,
+    store: ObjectStore | None = None,
     hash_file: HashFile = file_sha256,
     workers: int | None = None,
     now_ns: Callable[[], int] = time.time_ns,
@@ -235,6 +253,9 @@ def build_manifest(
     """Hash every file matching pattern directly in data_dir, in name order; list what is refused.
 
     With cache_path, a file whose stat key matches a trusted record of the stat cache is not read.
+    With store, every file is copied into the content-addressed store while it is hashed (one
+    read), unless the cache knows its hash and the store holds that object already; a file that
+    changes while it is copied is left out and named in `unstable`.
     """
     if not data_dir.is_dir():
         raise ConfigError(
@@ -248,14 +269,38 @@ def build_manifest(
         raise ConfigError(f"no data files matching {pattern!r} in {data_dir}")
     cache = _load_cache(cache_path) if cache_path is not None else {}
     shas = {e.real: sha for e in entries if (sha := _cached_sha256(cache.get(e.real), e.st)) is not None}
+    if store is not None:  # a known hash is only enough when its object is still stored
+        stats = {e.real: e.st for e in entries}
+        shas = {real: sha for real, sha in shas.items() if store.has(sha, stats[real].st_size)}
+
+        def ingest(path: Path) -> str:
+            return store.ingest(str(path), stats[str(path)])
+
+        hash_file = ingest
     todo = list(dict.fromkeys(e.real for e in entries if e.real not in shas))
     hashed = dict(zip(todo, _hash_all(todo, hash_file, workers or min(4, os.cpu_count() or 1)), strict=True))
+    unreadable = {real for real, sha in hashed.items() if sha == UNREADABLE}
+    unstable = {real for real, sha in hashed.items() if sha == UNSTABLE}
+    hashed = {real: sha for real, sha in hashed.items() if real not in unreadable | unstable}
     if cache_path is not None and (hashed or len(cache) != len(shas)):  # else every record was a hit
-        records = _updated_cache(cache, entries, hashed, started_ns)
+        records = _updated_cache(cache, [e for e in entries if e.real not in unstable], hashed, started_ns)
         if records != cache:
-            _save_cache(cache_path, records)
+            _save_cache_quietly(cache_path, records)
     shas.update(hashed)
-    return Manifest(tuple(DataFile(e.name, e.st.st_size, shas[e.real]) for e in entries), tuple(refused))
+    refused += [
+        (e.name, "cannot be read by this user (permission denied)") for e in entries if e.real in unreadable
+    ]
+    files = tuple(DataFile(e.name, e.st.st_size, shas[e.real]) for e in entries if e.real in shas)
+    late = tuple(e.name for e in entries if e.real in unstable)
+    return Manifest(files, tuple(sorted(refused)), late)
+
+
+def _save_cache_quietly(path: Path, records: Mapping[str, str]) -> None:
+    """The stat cache only saves work: a full disk or a read-only state directory must not fail a run."""
+    try:
+        _save_cache(path, records)
+    except OSError as e:
+        structlog.get_logger().warning("manifest_cache_not_saved", path=str(path), error=str(e))
 
 
 def _recorded(entry: Mapping[str, Any]) -> tuple[str, int, str]:

@@ -50,8 +50,9 @@ def add_parsers(
     reproduce = sub.add_parser(
         "reproduce",
         help="rebuild a recorded run's model from its provenance and compare",
-        description="Check out the run's commit into a temporary worktree, verify the data against the "
-        "run's manifest, rebuild the image, retrain sealed with the recorded params, and compare the model "
+        description="Export the run's commit, take its data from the run's snapshot (or, once that "
+        "was collected, from the data directory, verified against the run's manifest), rebuild the "
+        "image, retrain sealed with the recorded params, and compare the model "
         "hash, the prediction hash and every metric.",
         epilog=REPRODUCE_EXIT_CODES,
         formatter_class=fmt,
@@ -78,7 +79,7 @@ def models(settings: Settings, args: argparse.Namespace, json_lines: bool) -> in
     registry = _registry(settings)
     rows, history = registry.versions(settings.model_name), registry.history(settings.model_name)
     shown = models_json(settings.model_name, rows, history)
-    print(json.dumps(shown, indent=2) if json_lines else render_models(settings.model_name, rows, history))
+    print(json.dumps(shown) if json_lines else render_models(settings.model_name, rows, history))
     return EXIT_OK
 
 
@@ -107,14 +108,17 @@ def _champion_changed(model: str, version: str, previous: str | None, action: st
 
 
 def reproduce(settings: Settings, args: argparse.Namespace, json_lines: bool) -> int:
-    from daemon.app import data_manifest, new_run_id, real_ports
+    from daemon.app import new_run_id, real_ports
     from daemon.progress import ConsoleReporter, LogReporter
     from daemon.reproduce import MlflowRunSource, reproduce_run
+    from daemon.snapshot import scan
 
     run = MlflowRunSource(settings.tracking_uri).recorded_run(args.run)
     reporter = LogReporter() if json_lines else ConsoleReporter()
     run_id = "reproduce-" + new_run_id()
-    verdict, _ = reproduce_run(settings, run, data_manifest(settings), real_ports(settings), reporter, run_id)
+    verdict, _ = reproduce_run(
+        settings, run, lambda store: scan(settings, store), real_ports(settings), reporter, run_id
+    )
     fields: dict[str, Any] = {
         "run": run.retraind_run_id,
         "mlflow_run_id": run.mlflow_run_id,

@@ -1,6 +1,7 @@
 """`retraind reproduce RUN`: rebuild a registered run's model from its recorded provenance alone.
 
-Check out the run's commit into a temporary worktree, verify the data against the run's manifest,
+Export the run's commit, take the data from the run's own snapshot in the object store (or, if
+retention collected it, from the data directory after checking it against the run's manifest),
 rebuild the image, retrain sealed with the recorded params, and compare model hash, prediction hash
 and every metric with what MLflow recorded.
 """
@@ -8,19 +9,22 @@ and every metric with what MLflow recorded.
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from daemon.config import Settings
 from daemon.errors import ReproduceRefusedError, TrackingError
-from daemon.gitinfo import GitInfo, Pygit2Reader
-from daemon.manifest import Manifest, manifest_diff
+from daemon.gitinfo import Pygit2Reader
+from daemon.manifest import DataFile, Manifest, manifest_diff
 from daemon.params import params_from_mlflow
 from daemon.pipeline import PipelineOutcome, Reporter, run_stages
 from daemon.registry import mlflow_client
+from daemon.snapshot import SNAPSHOT, object_store
+from daemon.store import ObjectStore
 from daemon.tracking import Registration, RunRecord
 from handlers.base import Ports, RunContext
 from handlers.build import input_hashes
@@ -76,9 +80,20 @@ def recorded_data(run: RecordedRun, current: Manifest) -> Manifest:
     recorded = list(run.manifest or [])
     differences = manifest_diff(recorded, current)
     if differences:
-        raise ReproduceRefusedError(run.retraind_run_id, ["the data changed since the run", *differences])
+        raise ReproduceRefusedError(
+            run.retraind_run_id,
+            ["the data changed since the run and its snapshot was collected", *differences],
+        )
     wanted = {str(f["name"]) for f in recorded}
     return Manifest(tuple(f for f in current.files if f.name in wanted))
+
+
+def stored_data(run: RecordedRun, store: ObjectStore) -> Manifest | None:
+    """The run's own snapshot, if every object it names is still in the store."""
+    files = tuple(DataFile(str(f["name"]), int(f["size"]), str(f["sha256"])) for f in (run.manifest or []))
+    if not files or not all(store.has(f.sha256, f.size) for f in files):
+        return None
+    return Manifest(files)
 
 
 def compare(run: RecordedRun, outcome: PipelineOutcome) -> Verdict:
@@ -123,33 +138,53 @@ class OfflineTracker:
 def reproduce_run(
     settings: Settings,
     run: RecordedRun,
-    current: Manifest,
+    current: Callable[[ObjectStore], Manifest],
     ports: Ports,
     reporter: Reporter,
     run_id: str,
 ) -> tuple[Verdict, PipelineOutcome]:
-    """Rebuild and retrain `run` in a temporary worktree of its commit; never touches the registry."""
+    """Rebuild and retrain `run` from an export of its commit; never touches the registry.
+
+    `current` snapshots the data directory into the store; it is called only when the run's own
+    objects were collected.
+    """
     problems = provenance_problems(run)
     if problems:
         raise ReproduceRefusedError(run.retraind_run_id, problems)
-    manifest = recorded_data(run, current)
+    store = object_store(settings)
+    manifest = stored_data(run, store)
+    source = "the run's snapshot"
+    if manifest is None:
+        manifest, source = recorded_data(run, current(store)), f"the data directory {settings.data_dir}"
     params = params_from_mlflow(run.params)
     commit = run.tags["retraind.git.commit"]
-    parent = settings.state_dir / "reproduce"
-    parent.mkdir(parents=True, exist_ok=True)
-    with Pygit2Reader().worktree(settings.repo, commit, parent) as tree:
-        rebuilt = replace(settings, repo=tree, image=f"{settings.image}-reproduce", no_cache=False)
-        ctx = RunContext(run_id, parent / run_id, rebuilt, GitInfo(commit, "", False, tree), manifest, params)
-        ctx.run_dir.mkdir(parents=True)
+    run_dir = settings.state_dir / "reproduce" / run_id
+    run_dir.mkdir(parents=True)
+    try:
+        git = Pygit2Reader().export(settings.repo, commit, run_dir / "source")
+        store.materialise(((f.name, f.sha256) for f in manifest.files), run_dir / SNAPSHOT)
+        rebuilt = replace(settings, image=f"{settings.image}-reproduce", no_cache=False)
+        ctx = RunContext(run_id, run_dir, rebuilt, git, manifest, params)
         changed = _changed_build_inputs(ctx, run.tags)
         if changed:
             raise ReproduceRefusedError(run.retraind_run_id, changed)
         offline = replace(ports, tracker=OfflineTracker(), outbox=None, cache=None)
         outcome = run_stages(ctx, [STAGES[name] for name in REBUILT], offline, reporter, use_cache=False)
+    finally:
+        _remove_tree(run_dir)
     if not outcome.ok:
         assert outcome.error is not None
         raise outcome.error
-    return compare(run, outcome), outcome
+    verdict = compare(run, outcome)
+    return replace(verdict, notes=(*verdict.notes, f"data from {source}")), outcome
+
+
+def _remove_tree(path: Path) -> None:
+    """A reproduction keeps nothing; the snapshot directory is read-only, so make it writable first."""
+    snapshot = path / SNAPSHOT
+    if snapshot.is_dir():
+        snapshot.chmod(0o700)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _changed_build_inputs(ctx: RunContext, tags: Mapping[str, str]) -> list[str]:

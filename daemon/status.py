@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from typing import Any
 
@@ -9,6 +10,8 @@ from daemon.config import Settings
 from daemon.control import request
 from daemon.errors import InfrastructureError
 from daemon.journal import Journal, RunRow
+from daemon.retention import run_dirs_newest_first, tree_bytes
+from daemon.store import ObjectStore
 
 
 def _run_fields(run: RunRow) -> dict[str, Any]:
@@ -22,6 +25,25 @@ def _run_fields(run: RunRow) -> dict[str, Any]:
         "model_version": run.model_version,
         "commit": (run.commit or "")[:12],
         "failed_stage": run.failed_stage,
+        "error": run.error,
+    }
+
+
+def disk_use(settings: Settings) -> dict[str, Any]:
+    """What the state directory holds (run directories, the object store) and what is left."""
+    runs = run_dirs_newest_first(settings.runs_dir)
+    objects = ObjectStore(settings.state_dir / "objects").all_objects()
+    try:
+        free = shutil.disk_usage(settings.state_dir).free
+    except OSError:
+        free = None
+    return {
+        "state_bytes": tree_bytes(settings.state_dir),
+        "run_dirs": len(runs),
+        "keep_runs": settings.keep_runs,
+        "objects": len(objects),
+        "object_bytes": sum(objects.values()),
+        "free_bytes": free,
     }
 
 
@@ -48,6 +70,7 @@ def collect_status(settings: Settings, n: int, now: float | None = None) -> dict
             "daemon": daemon,
             "current": current_fields,
             "recent": [_run_fields(r) for r in journal.recent_runs(n)],
+            "disk": disk_use(settings),
         }
     finally:
         journal.close()
@@ -58,6 +81,11 @@ def render_status(status: dict[str, Any]) -> str:
     lines = [
         f"daemon: {'up' if d['up'] else 'down'}" + (f", {d.get('queue_depth', 0)} queued" if d["up"] else "")
     ]
+    held = {k: d[k] for k in ("held_journal_writes", "held_events") if d.get(k)}
+    if held:
+        counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in held.items())
+        why = d.get("journal_error") or "the disk refused writes"
+        lines.append(f"journal: {counts} kept in memory ({why}); free space in the state directory")
     c = status["current"]
     lines.append(
         "current: none"
@@ -65,6 +93,13 @@ def render_status(status: dict[str, Any]) -> str:
         else f"current: run {c['run_id']} ({c['trigger']}), stage {c['stage']} for {c['stage_elapsed_s']} s,"
         f" {c['elapsed_s']} s in all"
     )
+    if disk := status.get("disk"):
+        free = f", {disk['free_bytes'] / 1e9:,.1f} GB free" if disk["free_bytes"] is not None else ""
+        lines.append(
+            f"state: {disk['state_bytes'] / 1e6:,.1f} MB ({disk['run_dirs']} run directories, keep_runs "
+            f"{disk['keep_runs']}; {disk['objects']} data objects, "
+            f"{disk['object_bytes'] / 1e6:,.1f} MB){free}"
+        )
     lines.append(f"{'run':<26}{'trigger':<10}{'outcome':<15}{'time s':>8}{'F1':>8}  model")
     for r in status["recent"]:
         f1 = f"{r['f1']:.4f}" if r["f1"] is not None else "-"
@@ -73,4 +108,7 @@ def render_status(status: dict[str, Any]) -> str:
             f"{r['run_id']:<26}{r['trigger']:<10}{r['status']:<15}{dur:>8}{f1:>8}  "
             f"{'v' + r['model_version'] if r['model_version'] else '-'}"
         )
+    failed = next((r for r in status["recent"] if r.get("error")), None)
+    if failed is not None:
+        lines.append(f"last error ({failed['run_id']}): {failed['error'].splitlines()[0][:300]}")
     return "\n".join(lines)

@@ -80,6 +80,11 @@ class RunContext:
     params: TrainParams = field(default_factory=TrainParams)
     results: Mapping[str, StageResult] = field(default_factory=dict)
 
+    @property
+    def snapshot_dir(self) -> Path:
+        """Hard links to the store objects the manifest names (daemon/snapshot.py)."""
+        return self.run_dir / "data"
+
     def stage_dir(self, stage: str) -> Path:
         path = self.run_dir / stage
         path.mkdir(parents=True, exist_ok=True)
@@ -127,7 +132,8 @@ def run_checked(ports: Ports, job: ContainerJob, log_path: Path) -> CmdResult:
 
 
 def data_mounts(ctx: RunContext, out: Path) -> tuple[Mount, ...]:
-    return (Mount(ctx.settings.data_dir, "/data"), Mount(out, "/out", writable=True))
+    """The run's data snapshot (never the live data directory), read-only, and the stage's output."""
+    return (Mount(ctx.snapshot_dir, "/data"), Mount(out, "/out", writable=True))
 
 
 def data_paths(ctx: RunContext) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import ROOT
 from tests.integration.conftest import committed_copy
 from tests.integration.daemon_harness import RETRAIND
+from tests.integration.test_daemon import HEADER, ROWS
 
 MODEL = "nlp-sentiment-classifier"
 pytestmark = pytest.mark.podman
@@ -41,15 +43,16 @@ class Project:
     def client(self) -> Any:
         return MlflowClient(tracking_uri=f"sqlite:///{self.state / 'mlflow.db'}")
 
-    def retraind(self, *argv: str) -> subprocess.CompletedProcess[str]:
+    def retraind(self, *argv: str, **settings: str) -> subprocess.CompletedProcess[str]:
         """A separate process each time, as a person or a CI job runs it; JSON lines on stdout."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RETRAIND_", "MLFLOW_"))}
+        env.update({f"RETRAIND_{k.upper()}": v for k, v in settings.items()})
         command = [RETRAIND, argv[0], "--json", *self.flags, *argv[1:]]
         return subprocess.run(command, capture_output=True, text=True, check=False, env=env, timeout=900)
 
-    def run(self, *argv: str) -> dict[str, Any]:
+    def run(self, *argv: str, **settings: str) -> dict[str, Any]:
         """`retraind run`; its run_finished line."""
-        result = self.retraind("run", *argv)
+        result = self.retraind("run", *argv, **settings)
         lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
         finished = [line for line in lines if line.get("event") == "run_finished"]
         assert result.returncode == 0 and finished, result.stdout[-3000:] + result.stderr[-3000:]
@@ -60,6 +63,9 @@ class Project:
         query = f"tags.`retraind.run_id` = '{retraind_run_id}'"
         (found,) = self.client.search_runs([experiment.experiment_id], filter_string=query)
         return found
+
+    def mlflow_run_by_id(self, mlflow_run_id: str) -> Any:
+        return self.client.get_run(mlflow_run_id)
 
     def champion(self) -> str:
         return str(self.client.get_model_version_by_alias(MODEL, "champion").version)
@@ -86,6 +92,9 @@ def project(tmp_path_factory: pytest.TempPathFactory, podman_ready: None) -> Ite
 def first(project: Project) -> dict[str, Any]:
     finished = project.run()
     assert finished["outcome"] == "success" and finished["model_version"] == "1"
+    for private in ("", "runs", "journal.db", "mlflow.db", "objects"):  # no other user reads state
+        mode = (project.state / private).stat().st_mode
+        assert mode & 0o077 == 0, f"{project.state / private} is {oct(mode)}"
     return finished
 
 
@@ -161,11 +170,60 @@ def test_promote_and_rollback_move_the_champion_and_are_in_the_history(project: 
     assert stages["2"] == "Production" and stages["3"] == "Archived"
 
 
-def test_reproduce_refuses_when_a_data_file_changed_naming_it(
+def test_reproduce_uses_the_run_snapshot_after_the_data_directory_changed(
     project: Project, first: dict[str, Any]
 ) -> None:
-    with (project.data / "sample.csv").open("a", encoding="utf-8") as fh:
-        fh.write("positive,1.0,one more row arrived\n")
+    # The same records, one more, every record ending in "\n" (the sample mixes CRLF and LF)
+    (project.data / "sample.csv").write_bytes(
+        HEADER + b"".join(ROWS) + b"positive,1.0,one more row arrived\n"
+    )
+    result = project.retraind("reproduce", first["run_id"])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    verdict = json.loads(result.stdout.splitlines()[-1])
+    assert verdict["identical"] is True and "data from the run's snapshot" in verdict["notes"]
+
+
+def test_retention_keeps_the_newest_runs_and_the_registry_s_and_the_champion_still_reproduces(
+    project: Project, first: dict[str, Any]
+) -> None:
+    """30 runs in all (4 before, a data change, 25 with nothing changed) under keep_runs = 3."""
+    changed = project.run(keep_runs="3")  # the appended row: a new model version
+    assert changed["outcome"] == "success"
+    for _ in range(25):
+        assert project.run(keep_runs="3")["outcome"] == "up_to_date"
+    runs = sorted(p.name for p in (project.state / "runs").iterdir())
+    aliased = {
+        project.client.get_model_version_by_alias(MODEL, alias).run_id for alias in ("champion", "challenger")
+    }
+    pinned = {project.mlflow_run_by_id(r).data.tags["retraind.run_id"] for r in aliased}
+    assert len(runs) == 3 + len(pinned - set(runs[-3:])), runs
+    assert pinned <= set(runs) and first["run_id"] not in runs  # v1 holds no alias any more
+    # No stage-cache entry points at a collected run, and every kept run's objects are stored.
+    import sqlite3
+
+    with sqlite3.connect(project.state / "journal.db") as db:
+        cached = {row[0] for row in db.execute("SELECT run_id FROM stage_cache")}
+    assert cached <= set(runs), cached - set(runs)
+    for run_id in runs:
+        for f in json.loads((project.state / "runs" / run_id / "manifest.json").read_text())["files"]:
+            sha = f["sha256"]
+            assert (project.state / "objects" / sha[:2] / sha[2:]).stat().st_size == f["size"]
+    dry = project.retraind("gc", "--dry-run", keep_runs="3")
+    assert dry.returncode == 0 and json.loads(dry.stdout.splitlines()[-1])["runs_removed"] == []
+    champion_run = project.mlflow_run_by_id(
+        project.client.get_model_version_by_alias(MODEL, "champion").run_id
+    ).data.tags["retraind.run_id"]
+    result = project.retraind("reproduce", champion_run)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert json.loads(result.stdout.splitlines()[-1])["identical"] is True
+
+
+def test_reproduce_refuses_a_run_whose_snapshot_is_gone_and_whose_data_changed_naming_the_file(
+    project: Project, first: dict[str, Any]
+) -> None:
+    """Without the run's objects (here the whole store is removed, as a clean-up by hand would),
+    reproduce falls back to the data directory, which moved on since the run."""
+    shutil.rmtree(project.state / "objects")
     result = project.retraind("reproduce", first["run_id"])
     assert result.returncode == 3, result.stdout[-3000:] + result.stderr[-3000:]
     refused = json.loads(result.stdout.splitlines()[-1])

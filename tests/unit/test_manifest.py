@@ -228,11 +228,11 @@ def test_refusal_judges_one_entry_like_the_manifest_does(tmp_path: Path) -> None
     (data / "to_dir.csv").symlink_to(data, target_is_directory=True)
     root = data.resolve()
     assert refusal(data / "good.csv", root, 1024) is None
-    assert refusal(data / "dangling.csv", root, 1024) == "not a regular file"
+    assert refusal(data / "dangling.csv", root, 1024) == "a dangling symlink (No such file or directory)"
     assert refusal(data / "to_dir.csv", root, 1024) == "a directory with a data file's name"
     assert refusal(data / "good.csv", root, 2) == "4 bytes, over the cap of 2 (max_file_bytes)"
     assert dict(build_manifest(data, "*.csv").refused) == {
-        "dangling.csv": "not a regular file",
+        "dangling.csv": "a dangling symlink (No such file or directory)",
         "to_dir.csv": "a directory with a data file's name",
     }
     assert build_manifest(data, "good.csv").names == ("good.csv",)  # a plain name, not a wildcard
