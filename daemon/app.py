@@ -25,7 +25,6 @@ from daemon.control import ControlServer
 from daemon.errors import ConfigError, RetraindError
 from daemon.gitinfo import Pygit2Reader
 from daemon.journal import Journal
-from daemon.manifest import Manifest
 from daemon.metrics import Metrics
 from daemon.notify import Notifier
 from daemon.outbox import Outbox
@@ -34,9 +33,16 @@ from daemon.pipeline import PipelineOutcome, Reporter, run_stages
 from daemon.podman import PodmanCli
 from daemon.promotion import GatePolicy
 from daemon.registry import MlflowRegistry
-from daemon.retention import Collected, collect, registered_runs, registry_pins, tree_bytes
+from daemon.retention import (
+    Collected,
+    collect,
+    registered_runs,
+    registry_pins,
+    remove_run_dir,
+    tree_bytes,
+)
 from daemon.service import Hooks, Service
-from daemon.snapshot import scan, take_snapshot
+from daemon.snapshot import object_store, scan, take_snapshot
 from daemon.stagecache import JournalStageCache
 from daemon.tracking import MlflowTracker
 from daemon.watch import RawEvent, Watcher
@@ -69,11 +75,6 @@ def real_ports(settings: Settings, journal: Journal | None = None) -> Ports:
     return Ports(PodmanCli(), tracker, Outbox(journal), JournalStageCache(journal))
 
 
-def data_manifest(settings: Settings) -> Manifest:
-    """The data drop as it is now, hashed only where the stat cache says a file changed."""
-    return scan(settings)
-
-
 def prepare_run(settings: Settings, run_id: str) -> RunContext:
     """Seal what a run reads in a fresh run directory: one commit, exported (the tip of the watched
     branch, HEAD without one; the live worktree only with --worktree), its params.toml, and a
@@ -81,15 +82,19 @@ def prepare_run(settings: Settings, run_id: str) -> RunContext:
     reader = Pygit2Reader()
     run_dir = settings.runs_dir / run_id
     run_dir.mkdir(parents=True)
-    if settings.worktree:
-        git = reader.read(settings.repo)
-    else:
-        commit = reader.ref_commit(settings.repo, settings.branch)
-        branch = settings.branch or reader.read_branch(settings.repo)
-        git = reader.export(settings.repo, commit, run_dir / "source", branch)
-    overrides = {"seed": settings.seed, "test_size": settings.test_size, "c": settings.c}
-    params = load_params(git.workdir, overrides)
-    manifest = take_snapshot(settings, run_dir)
+    try:
+        if settings.worktree:
+            git = reader.read(settings.repo)
+        else:
+            commit = reader.ref_commit(settings.repo, settings.branch)
+            branch = settings.branch or reader.read_branch(settings.repo)
+            git = reader.export(settings.repo, commit, run_dir / "source", branch)
+        overrides = {"seed": settings.seed, "test_size": settings.test_size, "c": settings.c}
+        params = load_params(git.workdir, overrides)
+        manifest = take_snapshot(settings, run_dir)
+    except BaseException:  # a half export or snapshot is no use, and on a full disk it is the space
+        remove_run_dir(run_dir)
+        raise
     return RunContext(run_id, run_dir, settings, git, manifest, params)
 
 
@@ -178,7 +183,9 @@ def head_commit(settings: Settings) -> str:
 
 
 def data_sha256(settings: Settings) -> str:
-    return data_manifest(settings).sha256
+    """The drop's digest as a run would record it: read into the store, so the run that may follow
+    copies nothing again, and unreadable or special files count as the run counts them."""
+    return scan(settings, object_store(settings)).sha256
 
 
 def start_intake(service: Service) -> Callable[[Settings, queue.Queue[RawEvent]], Callable[[], None]]:

@@ -13,6 +13,8 @@ from pathlib import Path
 import pygit2
 
 from daemon.config import Settings
+from daemon.control import request
+from daemon.errors import InfrastructureError
 from daemon.proc import run_cmd
 
 MIN_FREE_BYTES = 5 * 1024**3
@@ -104,14 +106,40 @@ def check_tracking(s: Settings) -> list[Check]:
 def check_disk(s: Settings) -> list[Check]:
     s.state_dir.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(s.state_dir).free
-    return [
+    checks = [
         Check(
             "disk space",
             free >= MIN_FREE_BYTES,
             f"{free / 1024**3:.1f} GiB free under {s.state_dir}",
-            "free some space (podman image prune; old run directories in the state dir)",
+            "free some space: retraind gc (old run directories, data objects), podman image prune",
         )
     ]
+    held = _held_by_daemon(s)
+    if held is not None:
+        writes, events, error = held
+        checks.append(
+            Check(
+                "journal writes",
+                writes == 0 and events == 0,
+                f"the daemon holds {writes} journal writes and {events} events in memory"
+                + (f" ({error})" if error else ""),
+                f"free space in {s.state_dir}: they are written as soon as there is room",
+            )
+        )
+    return checks
+
+
+def _held_by_daemon(s: Settings) -> tuple[int, int, str] | None:
+    """What a running daemon could not write to its journal (a full disk), or None if none answers."""
+    try:
+        reply = request(s.state_dir / "control.sock", {"cmd": "status"}, timeout_s=3)
+    except InfrastructureError:
+        return None
+    return (
+        int(reply.get("held_journal_writes") or 0),
+        int(reply.get("held_events") or 0),
+        str(reply.get("journal_error") or ""),
+    )
 
 
 def check_inputs(s: Settings) -> list[Check]:

@@ -97,8 +97,11 @@ class Journal:
                 raise InfrastructureError(f"cannot open state journal {self.path}: {e}") from e
             if str(mode).lower() != "wal":
                 raise InfrastructureError(f"state journal {self.path}: SQLite refused WAL mode (got {mode})")
-            with self._tx() as tx:
-                _migrate(tx, self.path, migrations)
+            with self._tx(write=False) as tx:  # up to date: no write, so a reader works on a full disk
+                current = int(tx.execute("PRAGMA user_version").fetchone()[0]) == len(migrations)
+            if not current:
+                with self._tx() as tx:
+                    _migrate(tx, self.path, migrations)
         except InfrastructureError as e:
             code = getattr(e.__cause__, "sqlite_errorcode", 0) & 0xFF  # the primary result code
             if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):

@@ -283,7 +283,8 @@ def build_manifest(
     unstable = {real for real, sha in hashed.items() if sha == UNSTABLE}
     hashed = {real: sha for real, sha in hashed.items() if real not in unreadable | unstable}
     if cache_path is not None and (hashed or len(cache) != len(shas)):  # else every record was a hit
-        records = _updated_cache(cache, [e for e in entries if e.real not in unstable], hashed, started_ns)
+        known = [e for e in entries if e.real in shas or e.real in hashed]  # not unstable, not unreadable
+        records = _updated_cache(cache, known, hashed, started_ns)
         if records != cache:
             _save_cache_quietly(cache_path, records)
     shas.update(hashed)

@@ -46,7 +46,9 @@ def make_settings(tmp: Path, **overrides: Any) -> Settings:
     if "data_dir" not in overrides:
         data.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / "data/sample.csv", data / "sample.csv")
-    values: dict[str, Any] = {"repo": ROOT, "data_dir": data, "state_dir": tmp / "state"}
+    # The checkout as it is (a developer's uncommitted edits included); tests of commit export use
+    # committed_copy repositories instead.
+    values: dict[str, Any] = {"repo": ROOT, "data_dir": data, "state_dir": tmp / "state", "worktree": True}
     values.update(overrides)
     return load_settings(values, environ={"HOME": str(tmp)})
 

@@ -77,6 +77,16 @@ def _utf16(data: Path) -> None:
     (data / "export.csv").write_bytes(GOOD.decode("latin-1").encode("utf-16"))
 
 
+def _utf16_named(data: Path, name: str) -> None:
+    (data / name).write_bytes(GOOD.decode("latin-1").encode("utf-16"))
+
+
+def _many_tiny_files(data: Path) -> None:
+    """2,000 files repeating one another: the reasons stay bounded and give a total."""
+    for i in range(2000):
+        (data / f"part-{i:04d}.csv").write_bytes(b"sentiment,text\npositive,the same text\n")
+
+
 def _semicolons(data: Path) -> None:
     (data / "export.csv").write_bytes(GOOD.replace(b",", b";"))
 
@@ -126,7 +136,21 @@ CASES: list[tuple[str, Drop, dict[str, str], int, str]] = [
         3,
         "over the cap",
     ),
+    (
+        "many_tiny_files",
+        _many_tiny_files,
+        {},
+        3,
+        "and 1,994 more rows in 1,994 more files (1,999 files in all)",
+    ),
     ("no_csv_files", lambda d: (d / "notes.txt").write_text("x"), {}, 78, "no data files matching"),
+    (
+        "control_characters_in_the_name",
+        lambda d: _utf16_named(d, "ex\x1b[31mport\n.csv"),
+        {},
+        3,
+        "ex\\u001b[31mport\\u000a.csv",
+    ),
 ]
 if os.geteuid() != 0:  # root reads anything; CI runs this as an unprivileged user
     CASES.append(("unreadable", _unreadable, {}, 3, "cannot be read by this user"))
@@ -145,6 +169,7 @@ def test_a_bad_drop_is_refused_with_a_reason_and_changes_nothing(
     assert "Traceback" not in output
     ended = [e for e in lines if e.get("event") in ("run_finished", "run_refused")]
     assert ended and words in ended[-1]["error"], ended
+    assert not any(c in ended[-1]["error"] for c in "\x1b\n\r"), ended  # names are escaped
     assert not any(e.get("event") == "stage_started" and e.get("stage") == "train" for e in lines)
     assert lab.versions() == before and lab.champion() == "1"
 
@@ -157,3 +182,25 @@ def test_a_missing_data_directory_or_a_file_in_its_place_is_a_configuration_erro
         exit_code, lines, output = lab.run(data)
         assert exit_code == 78 and "Traceback" not in output, output[-3000:]
         assert words in lines[-1]["error"], lines[-1]
+
+
+def test_a_stage_past_its_time_limit_is_stopped_its_container_removed_and_its_log_kept(lab: Lab) -> None:
+    data = lab.tmp / "drops" / "slow"
+    data.mkdir(parents=True)
+    (data / "half.csv").write_bytes(HEADER + b"".join(ROWS[::2]))  # not validated before: validate runs
+    exit_code, lines, output = lab.run(data, stage_timeout_s="2")
+    assert exit_code == 4 and "Traceback" not in output, output[-3000:]
+    finished = (
+        lines[-1]
+        if lines[-1].get("event") == "run_finished"
+        else next(e for e in lines if e.get("event") == "run_finished")
+    )
+    assert finished["failed_stage"] == "validate" and "timed out after 2 s" in finished["error"], finished
+    left = subprocess.run(
+        ["podman", "ps", "-aq", f"--filter=label=io.retraind.run={finished['run_id']}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert left.stdout.strip() == ""
+    log = lab.state / "runs" / finished["run_id"] / "validate" / "jest.log"
+    assert "podman run" in log.read_text() and "timed out" in log.read_text()
+    assert lab.versions() == ["1"]

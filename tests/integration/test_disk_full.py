@@ -59,6 +59,11 @@ def test_journal_writes_on_a_full_disk_are_held_and_land_once_space_returns(smal
         "start_run", lambda at: journal.start_run("r1", "data", [("data", detail)], "c", "d", at=at)
     )
     assert held.count == 1 and journal.get_run("r1") is None
+    reader = Journal.open(
+        small_state / "journal.db"
+    )  # `retraind status` on a full disk: opening writes nothing
+    assert reader.get_run("r1") is None
+    reader.close()
     filler.unlink()
     assert held.flush() and held.count == 0
     assert journal.get_run("r1") is not None

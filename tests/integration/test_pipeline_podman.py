@@ -18,6 +18,7 @@ from daemon.podman import Mount, PodmanCli
 from handlers.base import RunContext, StageResult, container_job
 from tests.conftest import IN_CI, ROOT
 from tests.integration.conftest import RunPipeline, committed_copy, make_settings
+from tests.integration.daemon_harness import commit_file
 
 PARAMS = {
     "seed",
@@ -133,7 +134,7 @@ def test_a_broken_preprocessing_change_fails_the_gate_and_trains_nothing(
     source = cleaner.read_text()
     broken = source.replace("!STOP_WORDS.has(t)", "true")  # stop words no longer dropped
     assert broken != source
-    cleaner.write_text(broken)
+    commit_file(repo, "scripts/textclean.js", broken, "stop words kept")  # a run builds the commit
     settings = make_settings(tmp_path, repo=repo)
     outcome, reporter = run_pipeline(settings)
     assert outcome.exit_code == EXIT_GATE and outcome.failed_stage == "validate"
@@ -204,7 +205,7 @@ def test_a_diverging_python_port_fails_the_gate_with_examples(
         'STOP_WORDS = frozenset({"a", "an", "the", "is", "in", "on"})',
     )
     assert diverged != source
-    port.write_text(diverged)
+    commit_file(repo, "scripts/textclean.py", diverged, "the port keeps 'at'")
     outcome, reporter = run_pipeline(make_settings(tmp_path, repo=repo))
     assert outcome.exit_code == EXIT_GATE and outcome.failed_stage == "preprocess"
     assert ("started", "train") not in reporter.events

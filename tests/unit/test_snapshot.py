@@ -13,7 +13,7 @@ from daemon.config import Settings, load_settings
 from daemon.errors import GateRejectedError, InfrastructureError
 from daemon.manifest import build_manifest
 from daemon.snapshot import SNAPSHOT, read_manifest, take_snapshot
-from daemon.store import UNSTABLE, ObjectStore
+from daemon.store import UNREADABLE, UNSTABLE, ObjectStore
 
 
 def settings(tmp: Path) -> Settings:
@@ -162,3 +162,21 @@ def test_a_store_that_cannot_be_written_is_an_infrastructure_error_naming_the_pl
     (s.state_dir / "objects").write_text("not a directory")
     with pytest.raises(InfrastructureError, match="objects"):
         take_snapshot(s, tmp_path / "run")
+
+
+def test_an_unreadable_file_is_refused_and_kept_out_of_the_stat_cache(tmp_path: Path) -> None:
+    """The store says UNREADABLE (as it does for EACCES): refused by name, the others cached as usual."""
+    s = settings(tmp_path)
+    (s.data_dir / "good.csv").write_bytes(b"x")
+    (s.data_dir / "secret.csv").write_bytes(b"y")
+
+    @dataclass(frozen=True)
+    class Denying(ObjectStore):
+        def ingest(self, source: str, expected: os.stat_result) -> str:
+            return UNREADABLE if source.endswith("secret.csv") else super().ingest(source, expected)
+
+    manifest = take_snapshot(s, tmp_path / "run", store=Denying(s.state_dir / "objects"))
+    assert manifest.names == ("good.csv",)
+    assert dict(manifest.refused) == {"secret.csv": "cannot be read by this user (permission denied)"}
+    cached = (s.state_dir / "manifest-cache.json").read_text()
+    assert "good.csv" in cached and "secret.csv" not in cached
