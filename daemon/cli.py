@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from daemon import __version__, model_commands
+from daemon import __version__, base_command, model_commands
 from daemon.errors import EXIT_CONFIG, EXIT_CRASH, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_OK, RetraindError
 
 DESCRIPTION = "Deterministic retraining in rootless Podman, recorded in MLflow."
@@ -101,6 +101,7 @@ def parser() -> argparse.ArgumentParser:
     )
     _settings_flags(gc)
     gc.add_argument("--dry-run", action="store_true", help="say what would be removed; remove nothing")
+    base_command.add_parser(sub, _settings_flags)
     model_commands.add_parsers(sub, fmt, _settings_flags, EXIT_CODES_HELP)
     install = sub.add_parser("install-service", help="install the systemd user unit for this checkout")
     install.add_argument("--json", action="store_true", help="one JSON line even on a terminal")
@@ -124,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             **{name: _with_settings(command) for name, command in model_commands.COMMANDS.items()},
             "install-service": _install_service,
             "gc": _gc,
+            "base": lambda args, json_lines: base_command.run(_settings(args), args, json_lines),
         }
         return commands[args.command](args, json_lines)
     except KeyboardInterrupt:

@@ -40,6 +40,7 @@ class Settings:
     containerfile: str = "Containerfile"
     image: str = "localhost/retraind"
     base_image: str = "localhost/retraind-base:bookworm"
+    base_image_id: str = ""  # the pinned base (podman image ID): a build on any other base is refused
     data_glob: str = "*.csv"
     max_file_bytes: int = 2 * 1024**3  # a data file over this is refused by the gate
     labels: tuple[str, ...] = DEFAULT_LABELS
@@ -57,6 +58,7 @@ class Settings:
     promotion_tolerance: float = 0.0  # e.g. 0.005 lets a retrain on fresh data win a near tie
     promotion_floor: float = 0.0  # operators should set a real floor (e.g. 0.6); 0 suits tiny samples
     mirror_stages: bool = True  # also move MLflow stages: champion Production, replaced one Archived
+    reproduce_tolerance: float = 1e-7  # `reproduce`: relative difference of model parameters still equivalent
     # Training parameters live in the repository's params.toml (daemon/params.py); these override it
     seed: int | None = None
     test_size: float | None = None

@@ -171,3 +171,25 @@ class PodmanCli:
             run_cmd(("podman", "stop", f"--time={int(stop_timeout_s)}", *ids), timeout=stop_timeout_s + 60)
             run_cmd(("podman", "rm", "-f", "--ignore", *ids), timeout=120)
         return ids
+
+    def save(self, ref: str, archive: Path) -> None:
+        """`podman save` one image, with its name, to a docker-archive (load keeps the image ID)."""
+        result = run_cmd(save_argv(ref, archive), timeout=1800)
+        if result.returncode != 0:
+            raise InfrastructureError(f"podman save {ref} failed: {result.tail()}")
+
+    def load(self, archive: Path) -> str:
+        """`podman load` an archive; what podman says it loaded."""
+        result = run_cmd(("podman", "load", f"--input={archive}"), timeout=1800)
+        if result.returncode != 0:
+            raise InfrastructureError(f"podman load {archive} failed: {result.tail()}")
+        return result.stdout.strip()
+
+    def tag(self, image: str, ref: str) -> None:
+        result = run_cmd(("podman", "tag", image, ref), timeout=60)
+        if result.returncode != 0:
+            raise InfrastructureError(f"podman tag {image} {ref} failed: {result.tail()}")
+
+
+def save_argv(ref: str, archive: Path) -> tuple[str, ...]:
+    return ("podman", "save", "--format=docker-archive", f"--output={archive}", ref)

@@ -1,4 +1,5 @@
-"""build: `podman build` the Containerfile; output the image ID and the toolchain versions inside."""
+"""build: `podman build` the Containerfile; output the image ID, the toolchain versions and the
+environment manifest (what the image holds, and the host that built it)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Any
 
 import pathspec
 
+from daemon.baseimage import check_pin
 from daemon.cachekeys import copied_sources, ignore_patterns, stage_key
+from daemon.environment import content_sha256, this_host
 from daemon.errors import ConfigError, InfrastructureError, StageFailedError
 from daemon.manifest import file_sha256
 from daemon.podman import BuildJob, ContainerJob
@@ -102,11 +105,13 @@ class Build:
         return stage_key(NAME, inputs)
 
     def reusable(self, outputs: Mapping[str, Any], ports: Ports) -> bool:
-        return ports.containers.image_id(str(outputs["image_id"])) is not None
+        """The image still exists, and the entry has the manifest (older daemons did not collect it)."""
+        return "environment" in outputs and ports.containers.image_id(str(outputs["image_id"])) is not None
 
     def _base_id(self, ctx: RunContext, ports: Ports) -> str:
         base = ctx.settings.base_image
         base_id = ports.containers.image_id(base)
+        check_pin(ctx.settings, base_id)  # a runner pinned to a team's base builds on nothing else
         if base_id is None and base.startswith("localhost/"):
             raise ConfigError(f"base image {base} is missing; build it with: bash tools/base-image.sh")
         return base_id or base  # a registry image not pulled yet: podman pulls it by name
@@ -121,27 +126,44 @@ class Build:
         image_id = ports.containers.image_id(job.tag)
         if image_id is None:
             raise InfrastructureError(f"podman built {job.tag} but cannot inspect it")
-        versions = self._versions(ctx, ports, image_id)
+        versions, environment = self._inspect(ctx, ports, image_id)
         outputs = {
             "image_id": image_id,
             "base_image_id": base_id,
             "versions": versions,
             "hashes": input_hashes(ctx),
+            "environment": environment,
+            "environment_sha256": content_sha256(environment) if environment else None,
+            "host": this_host(),
         }
         return StageResult(NAME, f"image {image_id[:12]}", outputs)
 
-    def _versions(self, ctx: RunContext, ports: Ports, image_id: str) -> dict[str, str]:
+    def _inspect(
+        self, ctx: RunContext, ports: Ports, image_id: str
+    ) -> tuple[dict[str, str], dict[str, Any] | None]:
+        """The toolchain versions and the manifest of the image, from one container.
+
+        The script is the image's own: one built from a commit older than the manifest ignores
+        --environment and prints the versions alone (then the manifest is None).
+        """
         job = ContainerJob(
             name=f"retraind-{ctx.run_id}-{NAME}-versions",
             image=image_id,
-            argv=("python", f"{SCRIPTS}/image_versions.py"),
+            argv=("python", f"{SCRIPTS}/image_versions.py", "--environment"),
             labels={"io.retraind.run": ctx.run_id, "io.retraind.stage": NAME},
         )
         result = run_checked(ports, job, ctx.stage_dir(NAME) / "versions.log")
         if result.returncode != 0:
             raise StageFailedError(NAME, result.returncode, result.tail(5))
-        versions: dict[str, str] = json.loads(result.stdout)
-        return versions
+        try:
+            printed = json.loads(result.stdout)
+        except ValueError as e:
+            raise StageFailedError(NAME, result.returncode, f"image_versions.py printed no JSON: {e}") from e
+        if "environment" not in printed:
+            return printed, None
+        versions: dict[str, str] = printed["versions"]
+        environment: dict[str, Any] = printed["environment"]
+        return versions, environment
 
 
 STAGE = Build()

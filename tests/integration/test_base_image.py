@@ -1,0 +1,105 @@
+"""A portable base for real: exported from one Podman store, imported into another (a second store of
+the same user: its own graphroot and runroot), both stores build the same pipeline image ID and train
+the same model from the same commit and data; a runner pinned to another base refuses to build."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.integration.conftest import committed_copy
+from tests.integration.daemon_harness import RETRAIND
+
+pytestmark = pytest.mark.podman
+
+
+def retraind(*argv: str, env: dict[str, str] | None = None) -> tuple[int, list[dict[str, Any]], str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("RETRAIND_", "MLFLOW_"))}
+    done = subprocess.run(
+        [RETRAIND, *argv], capture_output=True, text=True, env={**base, **(env or {})}, timeout=1800
+    )
+    return done.returncode, [json.loads(line) for line in done.stdout.splitlines()], done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def other_store(tmp_path_factory: pytest.TempPathFactory, podman_ready: None) -> Iterator[dict[str, str]]:
+    """The environment that points podman at a second, empty store."""
+    tmp = tmp_path_factory.mktemp("store-b")
+    conf = tmp / "storage.conf"
+    conf.write_text(
+        f'[storage]\ndriver = "overlay"\ngraphroot = "{tmp / "graph"}"\nrunroot = "{tmp / "run"}"\n'
+    )
+    env = {"CONTAINERS_STORAGE_CONF": str(conf)}
+    yield env
+    subprocess.run(["podman", "system", "reset", "--force"], env={**os.environ, **env}, check=False)
+
+
+def test_the_base_travels_as_one_archive_and_both_stores_build_and_train_the_same(
+    tmp_path: Path, other_store: dict[str, str]
+) -> None:
+    archive = tmp_path / "base.tar"
+    code, (sent,), output = retraind("base", "export", "--json", str(archive))
+    assert code == 0, output
+    code, (got,), output = retraind(
+        "base", "import", "--json", str(archive), "--sha256", sent["sha256"], env=other_store
+    )
+    assert code == 0, output
+    assert got["image_id"] == sent["image_id"]  # podman save / load keep the ID
+    pinned = {**other_store, "RETRAIND_BASE_IMAGE_ID": sent["image_id"]}
+    code, (verified,), output = retraind("base", "verify", "--json", env=pinned)
+    assert code == 0 and verified["ok"], output
+
+    repo = committed_copy(tmp_path / "repo")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "sample.csv").write_bytes((ROOT / "data/sample.csv").read_bytes())
+    finished = []
+    for name, env in (("a", {}), ("b", pinned)):
+        flags = ["--repo", str(repo), "--data-dir", str(data), "--state-dir", str(tmp_path / f"state-{name}")]
+        code, lines, output = retraind("run", "--json", *flags, env=env)
+        assert code == 0, output[-3000:]
+        finished.append(next(e for e in lines if e.get("event") == "run_finished"))
+    a, b = finished
+    assert a["image_id"] == b["image_id"], (a["image_id"], b["image_id"])
+    models = [
+        json.loads(
+            (
+                tmp_path / f"state-{n}" / "runs" / f["run_id"] / "train" / "artifacts" / "identity.json"
+            ).read_text()
+        )
+        for n, f in (("a", a), ("b", b))
+    ]
+    assert models[0] == models[1] and len(models[0]["model_sha256"]) == 64
+
+
+def test_a_runner_pinned_to_another_base_refuses_to_build(tmp_path: Path, podman_ready: None) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "sample.csv").write_bytes((ROOT / "data/sample.csv").read_bytes())
+    flags = [
+        "--repo",
+        str(committed_copy(tmp_path / "repo")),
+        "--data-dir",
+        str(data),
+        "--state-dir",
+        str(tmp_path / "s"),
+    ]
+    code, lines, output = retraind(
+        "run", "--json", *flags, env={"RETRAIND_BASE_IMAGE_ID": "0123456789ab" * 2}
+    )
+    assert code == 78 and "Traceback" not in output, output[-3000:]
+    finished = next(e for e in lines if e.get("event") == "run_finished")
+    assert (
+        "base_image_id pins 0123456789ab" in finished["error"] and "retraind base import" in finished["error"]
+    )
+    code, (verified,), _ = retraind(
+        "base", "verify", "--json", env={"RETRAIND_BASE_IMAGE_ID": "0123456789ab" * 2}
+    )
+    assert code == 78 and not verified["ok"]
