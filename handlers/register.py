@@ -12,6 +12,7 @@ from typing import Any
 
 from daemon import __version__
 from daemon.cachekeys import stage_key
+from daemon.environment import SHA256_TAG, environment_document, this_host
 from daemon.errors import RetraindError, TrackingError
 from daemon.tracking import Registration, RunRecord
 from handlers.base import Ports, RunContext, StageResult
@@ -42,6 +43,8 @@ def provenance_tags(ctx: RunContext) -> dict[str, str]:
         tags["retraind.base_image.id"] = build["base_image_id"]
         tags.update({f"retraind.sha256.{k}": v for k, v in build["hashes"].items()})
         tags.update({f"retraind.version.{k}": v for k, v in build["versions"].items()})
+        if build.get("environment_sha256"):
+            tags[SHA256_TAG] = build["environment_sha256"]
     if "train" in ctx.results:
         identity = ctx.results["train"].outputs.get("identity", {})
         tags.update({IDENTITY_TAGS[k]: v for k, v in identity.items() if k in IDENTITY_TAGS})
@@ -49,12 +52,16 @@ def provenance_tags(ctx: RunContext) -> dict[str, str]:
     return tags
 
 
-def provenance_dir(ctx: RunContext) -> Path:
-    """What `retraind reproduce` reads back: the data manifest file by file, and the params."""
+def provenance_dir(ctx: RunContext, running: str = NAME) -> Path:
+    """What `retraind reproduce` reads back: the data manifest file by file, the params, and the
+    environment (the image's packages, the hosts that ran the stages) once the build finished."""
     out = ctx.stage_dir("provenance")
     manifest = {"sha256": ctx.manifest.sha256, "files": ctx.manifest.to_json()}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     (out / "params.json").write_text(json.dumps(ctx.params.as_mlflow(), indent=2), encoding="utf-8")
+    environment = environment_document(ctx.results, this_host(), running)
+    if environment is not None:
+        (out / "environment.json").write_text(json.dumps(environment, indent=2), encoding="utf-8")
     return out
 
 
@@ -77,7 +84,7 @@ def failure_record(ctx: RunContext, stage: str, error: RetraindError) -> RunReco
         "retraind.failed_stage": stage,
         "retraind.failure": str(error)[:5000],
     }
-    dirs = validation_dirs(ctx) | {"provenance": provenance_dir(ctx)}
+    dirs = validation_dirs(ctx) | {"provenance": provenance_dir(ctx, stage)}
     return RunRecord(ctx.settings.experiment, ctx.run_id, "FAILED", stage_params(ctx), {}, tags, dirs)
 
 
