@@ -63,6 +63,12 @@ class Settings:
     seed: int | None = None
     test_size: float | None = None
     c: float | None = None
+    # OpenBLAS picks its kernels by CPU and splits work by core count; both change the model's last
+    # bits (docs/engineering-notes.md). Pinned in every container so machines train the same bytes.
+    blas_coretype: str = (
+        "Haswell"  # OPENBLAS_CORETYPE: AVX2 + FMA, every x86-64 server since 2013; "" = by CPU
+    )
+    blas_threads: int = 1  # OPENBLAS_NUM_THREADS; 0 = one per core
     build_timeout_s: float = 3600.0
     stage_timeout_s: float = 3600.0
     stop_timeout_s: float = 10.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,8 +120,19 @@ def container_job(
         argv=argv,
         mounts=mounts,
         labels={"io.retraind.run": ctx.run_id, "io.retraind.stage": stage},
+        env=blas_env(ctx.settings),
         timeout_s=ctx.settings.stage_timeout_s,
     )
+
+
+def blas_env(s: Settings) -> dict[str, str]:
+    """The OpenBLAS kernel and thread count every container uses: with them pinned, two machines
+    train the same model bytes from the same inputs (without, the CPU and its core count decide)."""
+    x86 = platform.machine() in ("x86_64", "AMD64")  # the kernel names are x86 ones
+    env = {"OPENBLAS_CORETYPE": s.blas_coretype} if s.blas_coretype and x86 else {}
+    if s.blas_threads:
+        env["OPENBLAS_NUM_THREADS"] = str(s.blas_threads)
+    return env
 
 
 def run_checked(ports: Ports, job: ContainerJob, log_path: Path) -> CmdResult:

@@ -15,7 +15,7 @@ from daemon.cachekeys import stage_key
 from daemon.environment import SHA256_TAG, environment_document, this_host
 from daemon.errors import RetraindError, TrackingError
 from daemon.tracking import Registration, RunRecord
-from handlers.base import Ports, RunContext, StageResult
+from handlers.base import Ports, RunContext, StageResult, blas_env
 
 NAME = "register"
 KEY_TAG = "retraind.cache_key.register"  # lets a registration sent later from the outbox fill the cache
@@ -36,6 +36,7 @@ def provenance_tags(ctx: RunContext) -> dict[str, str]:
         "retraind.trigger": ctx.settings.trigger,
         "retraind.daemon.version": __version__,
         "retraind.host": platform.node(),
+        "retraind.blas": " ".join(f"{k}={v}" for k, v in sorted(blas_env(ctx.settings).items())) or "by CPU",
     }
     if "build" in ctx.results:
         build = ctx.results["build"].outputs

@@ -7,13 +7,16 @@ from pathlib import Path
 from typing import Any
 
 from daemon.cachekeys import stage_key
-from daemon.errors import StageFailedError
+from daemon.config import Settings
+from daemon.environment import this_host
+from daemon.errors import ConfigError, StageFailedError
 from daemon.podman import Mount
 from handlers.base import (
     SCRIPTS,
     Ports,
     RunContext,
     StageResult,
+    blas_env,
     container_job,
     read_json,
     run_checked,
@@ -21,6 +24,21 @@ from handlers.base import (
 from handlers.preprocess import OUTPUT
 
 NAME = "train"
+
+
+HASWELL_NEEDS = ("avx2", "fma")  # the CPU flags OpenBLAS's Haswell kernels use
+
+
+def check_blas(settings: Settings, host: Mapping[str, Any]) -> None:
+    """A pinned Haswell kernel on a CPU without AVX2 would die of an illegal instruction: refuse first."""
+    missing = [f for f in HASWELL_NEEDS if f not in host.get("cpu_flags", ())]
+    x86 = host.get("machine") in ("x86_64", "AMD64")
+    if settings.blas_coretype == "Haswell" and x86 and missing:
+        raise ConfigError(
+            f"blas_coretype Haswell needs CPU flags {', '.join(missing)}, which this CPU lacks: set "
+            'blas_coretype = "Sandybridge" (or "" to let OpenBLAS choose) on every machine that must '
+            "train the same bytes"
+        )
 
 
 class Train:
@@ -32,6 +50,7 @@ class Train:
             "image_id": ctx.output("build", "image_id"),
             "processed": ctx.results["preprocess"].cache_key,
             "params": ctx.params.as_mlflow(),
+            "blas": blas_env(ctx.settings),  # changes the model's last bits
         }
         return stage_key(NAME, inputs)
 
@@ -39,6 +58,7 @@ class Train:
         return (Path(outputs["dir"]) / "model" / "MLmodel").is_file()
 
     def run(self, ctx: RunContext, ports: Ports) -> StageResult:
+        check_blas(ctx.settings, this_host())
         out = ctx.stage_dir(NAME)
         script = ("python", f"{SCRIPTS}/train.py", "--input", f"/in/{OUTPUT}", "--output", "/out")
         argv = (*script, *ctx.params.as_argv())
