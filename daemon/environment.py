@@ -112,3 +112,34 @@ def environment_document(
         "stages": stages,
         "reused": reused,
     }
+
+
+# (section of the image manifest, what a person calls it, the key that names an entry)
+_SECTIONS = (
+    ("debian", "Debian", "package"),
+    ("python_packages", "Python", "name"),
+    ("npm_packages", "npm", "path"),
+)
+
+
+def environment_diff(recorded: Mapping[str, Any], now: Mapping[str, Any], limit: int = 40) -> list[str]:
+    """How two image manifests (`image` of environment.json) differ, one line a package:
+    "Debian libc6 2.36-9+deb12u7 -> 2.36-9+deb12u9", "Python numpy 2.4.6 only then", ...; at most
+    `limit` lines, then how many more. [] when the contents are the same."""
+    lines: list[str] = []
+    for field in ("python", "node"):
+        if recorded.get(field) != now.get(field):
+            lines.append(f"{field} {recorded.get(field, '?')} -> {now.get(field, '?')}")
+    for section, label, key in _SECTIONS:
+        then = {str(p.get(key)): str(p.get("version", "")) for p in recorded.get(section, [])}
+        current = {str(p.get(key)): str(p.get("version", "")) for p in now.get(section, [])}
+        for name in sorted(then.keys() | current.keys()):
+            if name not in current:
+                lines.append(f"{label} {name} {then[name]} only then")
+            elif name not in then:
+                lines.append(f"{label} {name} {current[name]} only now")
+            elif then[name] != current[name]:
+                lines.append(f"{label} {name} {then[name]} -> {current[name]}")
+    if len(lines) > limit:
+        lines = [*lines[:limit], f"... and {len(lines) - limit} more differences"]
+    return lines

@@ -313,3 +313,31 @@ def test_an_image_printing_no_json_fails_the_build_stage_saying_so(ctx: RunConte
     outcome, _ = run(ctx, "r1", garbled, MemoryStageCache())
     assert outcome.exit_code == EXIT_STAGE and outcome.failed_stage == "build"
     assert "printed no JSON" in str(outcome.error)
+
+
+def test_environment_diff_names_each_package_that_differs() -> None:
+    from daemon.environment import environment_diff
+
+    then = {
+        "python": "3.11.2",
+        "node": "18.20.4",
+        "debian": [
+            {"package": "libc6", "version": "2.36-9+deb12u7"},
+            {"package": "tzdata", "version": "2024a"},
+        ],
+        "python_packages": [{"name": "numpy", "version": "2.4.6"}],
+        "npm_packages": [{"name": "jest", "version": "29.7.0", "path": "jest"}],
+    }
+    now = {
+        **then,
+        "debian": [{"package": "libc6", "version": "2.36-9+deb12u9"}, {"package": "curl", "version": "7.88"}],
+    }
+    assert environment_diff(then, then) == []
+    assert environment_diff(then, now) == [
+        "Debian curl 7.88 only now",
+        "Debian libc6 2.36-9+deb12u7 -> 2.36-9+deb12u9",
+        "Debian tzdata 2024a only then",
+    ]
+    many = {**then, "debian": [{"package": f"p{i:03d}", "version": "1"} for i in range(50)]}
+    shown = environment_diff(then, many, limit=10)
+    assert len(shown) == 11 and shown[-1] == "... and 42 more differences"
