@@ -213,6 +213,8 @@ def _validated(s: Settings) -> Settings:
     for name in ("promotion_tolerance", "promotion_floor"):
         if not 0.0 <= getattr(s, name) <= 1.0:
             raise ConfigError(f"{name} must be between 0 and 1 (weighted F1), got {getattr(s, name)}")
+    if s.reproduce_tolerance < 0:
+        raise ConfigError(f"reproduce_tolerance must be >= 0, got {s.reproduce_tolerance}")
     if s.c is not None and s.c <= 0:
         raise ConfigError(f"c (inverse regularisation) must be positive, got {s.c}")
     if len(s.labels) < 2:

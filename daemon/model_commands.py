@@ -5,17 +5,22 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from daemon.config import Settings
 from daemon.errors import EXIT_CRASH, EXIT_OK
 
+if TYPE_CHECKING:
+    from daemon.reproduce import RecordedRun, Verdict
+
 REPRODUCE_EXIT_CODES = """exit codes:
-  0   identical: same model hash, prediction hash and metrics
-  1   rebuilt, but something differs (printed line by line)
+  0   identical: the same model bytes (hash), prediction hash and metrics; or
+      equivalent: other model bytes, but the same predictions and metrics and every parameter
+      within reproduce_tolerance (the largest difference printed)
+  1   different: rebuilt, but predictions, a metric or a parameter differ (printed line by line)
   3   refused: the data changed since the run (each file named), or the run records too little
   4   a stage failed while rebuilding
   5   infrastructure failed (podman, git, MLflow)
@@ -53,7 +58,8 @@ def add_parsers(
         description="Export the run's commit, take its data from the run's snapshot (or, once that "
         "was collected, from the data directory, verified against the run's manifest), rebuild the "
         "image, retrain sealed with the recorded params, and compare the model "
-        "hash, the prediction hash and every metric.",
+        "hash, the prediction hash and every metric; when the model bytes differ, also the parameters "
+        "(vocabulary, IDF weights, coefficients) within reproduce_tolerance.",
         epilog=REPRODUCE_EXIT_CODES,
         formatter_class=fmt,
     )
@@ -113,29 +119,38 @@ def reproduce(settings: Settings, args: argparse.Namespace, json_lines: bool) ->
     from daemon.reproduce import MlflowRunSource, reproduce_run
     from daemon.snapshot import scan
 
-    run = MlflowRunSource(settings.tracking_uri).recorded_run(args.run)
+    source = MlflowRunSource(settings.tracking_uri)
+    run = source.recorded_run(args.run)
     reporter = LogReporter() if json_lines else ConsoleReporter()
     run_id = "reproduce-" + new_run_id()
     verdict, _ = reproduce_run(
-        settings, run, lambda store: scan(settings, store), real_ports(settings), reporter, run_id
+        settings, run, lambda store: scan(settings, store), real_ports(settings), reporter, run_id, source
     )
-    fields: dict[str, Any] = {
+    fields = verdict_fields(run, verdict)
+    print(json.dumps(fields) if json_lines else render_verdict(fields))
+    return EXIT_OK if verdict.reproduced else EXIT_CRASH
+
+
+def verdict_fields(run: RecordedRun, verdict: Verdict) -> dict[str, Any]:
+    """The JSON line `reproduce` prints; `identical` stays for scripts written before `verdict`."""
+    return {
         "run": run.retraind_run_id,
         "mlflow_run_id": run.mlflow_run_id,
         "commit": run.tags["retraind.git.commit"],
+        "verdict": verdict.kind,
         "identical": verdict.identical,
         "differences": list(verdict.differences),
         "notes": list(verdict.notes),
         "equal": list(verdict.compared),
+        "parameters": verdict.parameters.as_json() if verdict.parameters else None,
     }
-    if json_lines:
-        print(json.dumps(fields))
-    else:
-        head = "identical" if verdict.identical else "differs"
-        print(f"{head}: run {run.retraind_run_id} rebuilt from commit {fields['commit'][:12]}")
-        for line in (*verdict.compared, *verdict.differences, *(f"note: {n}" for n in verdict.notes)):
-            print(f"  {line}")
-    return EXIT_OK if verdict.identical else EXIT_CRASH
+
+
+def render_verdict(fields: Mapping[str, Any]) -> str:
+    """The verdict, then what was equal, what differs and the notes, one per indented line."""
+    lines = [f"{fields['verdict']}: run {fields['run']} rebuilt from commit {fields['commit'][:12]}"]
+    shown = (*fields["equal"], *fields["differences"], *(f"note: {n}" for n in fields["notes"]))
+    return "\n".join([*lines, *(f"  {line}" for line in shown)])
 
 
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace, bool], int]] = {

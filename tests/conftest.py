@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -23,3 +26,15 @@ def require_tool(name: str) -> None:
 @pytest.fixture
 def root() -> Path:
     return ROOT
+
+
+def train_module() -> ModuleType:
+    """scripts/train.py as a module (it is a script in the image, not a package), loaded once."""
+    if "retraind_train" in sys.modules:
+        return sys.modules["retraind_train"]
+    spec = importlib.util.spec_from_file_location("retraind_train", ROOT / "scripts/train.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

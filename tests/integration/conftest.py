@@ -74,3 +74,12 @@ def committed_copy(dest: Path) -> Path:
     sig = pygit2.Signature("retraind tests", "tests@localhost")
     repo.create_commit("HEAD", sig, sig, "copy", repo.index.write_tree(), [])
     return dest
+
+
+def preprocess_sample(dest: Path) -> Path:
+    """data/sample.csv through the Node preprocessing on the host: processed.jsonl in dest."""
+    require_tool("node")
+    out = dest / "processed.jsonl"
+    argv = ["node", str(ROOT / "scripts/preprocess.js"), "--output", str(out), str(ROOT / "data/sample.csv")]
+    subprocess.run(argv, check=True, capture_output=True)
+    return out

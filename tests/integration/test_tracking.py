@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from daemon.tracking import MlflowTracker, RunRecord
-from tests.conftest import ROOT, require_tool
+from tests.conftest import ROOT
+from tests.integration.conftest import preprocess_sample
 
 MODEL = "test-sentiment"
 
@@ -19,19 +20,8 @@ MODEL = "test-sentiment"
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The committed sample, preprocessed by Node and trained by train.py on the host (bare)."""
-    require_tool("node")
     work = tmp_path_factory.mktemp("trained")
-    subprocess.run(
-        [
-            "node",
-            str(ROOT / "scripts/preprocess.js"),
-            "--output",
-            str(work / "processed.jsonl"),
-            str(ROOT / "data/sample.csv"),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    preprocess_sample(work)
     subprocess.run(
         [
             sys.executable,

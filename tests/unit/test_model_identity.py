@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from types import ModuleType
 
 import pandas as pd
 
-from tests.conftest import ROOT
-
-
-def train_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("retraind_train", ROOT / "scripts/train.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import train_module
 
 
 def fitted(train: ModuleType, c: float = 1.0):  # type: ignore[no-untyped-def]

@@ -1,0 +1,64 @@
+"""The reproduce model comparison on real models: train.py's MLflow model directory, through real MLflow."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from daemon.modeldiff import compare_models
+from daemon.modelfile import load_model
+from daemon.reproduce import MlflowRunSource
+from daemon.tracking import MlflowTracker, RunRecord
+from tests.conftest import ROOT
+from tests.integration.conftest import preprocess_sample
+
+
+def train(work: Path, name: str, *flags: str) -> Path:
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts/train.py"),
+            "--input",
+            str(work / "processed.jsonl"),
+            "--output",
+            str(work / name),
+            *flags,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return work / name
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The committed sample, preprocessed by Node; trained by train.py on the host (bare)."""
+    work = tmp_path_factory.mktemp("models")
+    preprocess_sample(work)
+    return work
+
+
+def test_the_recorded_model_downloaded_from_mlflow_compares_with_a_local_training(
+    work: Path, tmp_path: Path
+) -> None:
+    recorded, same, weaker = train(work, "a"), train(work, "b"), train(work, "c", "--C", "0.5")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    metrics = json.loads((recorded / "artifacts/metrics.json").read_text())
+    record = RunRecord("itest", "r1", "FINISHED", {}, metrics, {}, {}, recorded / "model")
+    registration = MlflowTracker(uri, tmp_path / "artifacts").record(record, "test-comparison")
+
+    downloaded = MlflowRunSource(uri).download_model(registration.run_id, tmp_path / "download")
+    assert (downloaded / "model.pkl").is_file() and (downloaded / "code" / "textclean.py").is_file()
+    model = load_model(downloaded)
+
+    equal = compare_models(model, load_model(same / "model"))
+    assert equal.within and equal.compared > 100, equal
+    assert equal.largest_absolute is not None and equal.largest_absolute.absolute == 0.0
+
+    other = compare_models(model, load_model(weaker / "model"))  # same vocabulary, other coefficients
+    assert not other.within and other.problems == () and other.worst is not None
+    assert other.worst.where.startswith("coef_ of class ") or other.worst.where.startswith("intercept_")
