@@ -28,6 +28,16 @@ def retraind(*argv: str, env: dict[str, str] | None = None) -> tuple[int, list[d
     return done.returncode, [json.loads(line) for line in done.stdout.splitlines()], done.stdout + done.stderr
 
 
+def remove_store(tmp: Path, env: dict[str, str]) -> None:
+    """Delete a second store's files. Never `podman system reset`: rootless, it resets the user's own
+    store whatever CONTAINERS_STORAGE_CONF says. Its files belong to subordinate IDs, so remove them
+    inside podman's user namespace."""
+    for part in ("graph", "run"):
+        subprocess.run(
+            ["podman", "unshare", "rm", "-rf", str(tmp / part)], env={**os.environ, **env}, check=False
+        )
+
+
 @pytest.fixture(scope="module")
 def other_store(tmp_path_factory: pytest.TempPathFactory, podman_ready: None) -> Iterator[dict[str, str]]:
     """The environment that points podman at a second, empty store."""
@@ -38,7 +48,7 @@ def other_store(tmp_path_factory: pytest.TempPathFactory, podman_ready: None) ->
     )
     env = {"CONTAINERS_STORAGE_CONF": str(conf)}
     yield env
-    subprocess.run(["podman", "system", "reset", "--force"], env={**os.environ, **env}, check=False)
+    remove_store(tmp, env)
 
 
 def test_the_base_travels_as_one_archive_and_both_stores_build_and_train_the_same(
@@ -103,3 +113,47 @@ def test_a_runner_pinned_to_another_base_refuses_to_build(tmp_path: Path, podman
         "base", "verify", "--json", env={"RETRAIND_BASE_IMAGE_ID": "0123456789ab" * 2}
     )
     assert code == 78 and not verified["ok"]
+
+
+def test_reproduce_on_another_locally_built_base_lists_the_package_differences(
+    tmp_path: Path, podman_ready: None
+) -> None:
+    """Store C builds its own base, without Debian's security updates (as a machine whose mirror lags
+    would): reproducing store A's run there explains the other image package by package."""
+    conf = tmp_path / "storage.conf"
+    conf.write_text(
+        f'[storage]\ndriver = "overlay"\ngraphroot = "{tmp_path / "graph"}"\nrunroot = "{tmp_path / "run"}"\n'
+    )
+    store_c = {"CONTAINERS_STORAGE_CONF": str(conf)}
+    try:
+        data = tmp_path / "data"
+        data.mkdir()
+        (data / "sample.csv").write_bytes((ROOT / "data/sample.csv").read_bytes())
+        flags = ["--repo", str(committed_copy(tmp_path / "repo")), "--data-dir", str(data)]
+        flags += ["--state-dir", str(tmp_path / "state")]
+        code, lines, output = retraind("run", "--json", *flags)  # store A, the usual base
+        assert code == 0, output[-3000:]
+        run_id = next(e for e in lines if e.get("event") == "run_finished")["run_id"]
+
+        env = {
+            **os.environ,
+            **store_c,
+            "RETRAIND_DEBIAN_SECURITY_MIRROR": "",
+            "XDG_STATE_HOME": str(tmp_path),
+        }
+        built = subprocess.run(
+            ["bash", str(ROOT / "tools/base-image.sh")], env=env, capture_output=True, text=True, timeout=900
+        )
+        assert built.returncode == 0, built.stderr[-3000:]
+
+        code, lines, output = retraind("reproduce", "--json", *flags, run_id, env=store_c)
+        verdict = lines[-1]
+        assert code in (0, 1) and "verdict" in verdict, output[-3000:]
+        assert verdict["verdict"] in ("identical", "equivalent") or verdict["differences"], (
+            verdict
+        )  # never bare
+        notes = verdict["notes"]
+        assert any("differs from the recorded" in n for n in notes), notes
+        assert any(n.startswith("  Debian ") or n.startswith("  node ") for n in notes), notes
+    finally:
+        remove_store(tmp_path, store_c)
