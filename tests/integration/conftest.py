@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -83,3 +84,10 @@ def preprocess_sample(dest: Path) -> Path:
     argv = ["node", str(ROOT / "scripts/preprocess.js"), "--output", str(out), str(ROOT / "data/sample.csv")]
     subprocess.run(argv, check=True, capture_output=True)
     return out
+
+
+def train_on_host(work: Path, name: str, *flags: str) -> Path:
+    """scripts/train.py on the host (bare) over work/processed.jsonl; its output directory work/name."""
+    argv = [sys.executable, str(ROOT / "scripts/train.py"), "--input", str(work / "processed.jsonl")]
+    subprocess.run([*argv, "--output", str(work / name), *flags], check=True, capture_output=True)
+    return work / name

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,25 +11,11 @@ from daemon.modeldiff import compare_models
 from daemon.modelfile import load_model
 from daemon.reproduce import MlflowRunSource
 from daemon.tracking import MlflowTracker, RunRecord
-from tests.conftest import ROOT
-from tests.integration.conftest import preprocess_sample
+from tests.integration.conftest import preprocess_sample, train_on_host
 
 
 def train(work: Path, name: str, *flags: str) -> Path:
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts/train.py"),
-            "--input",
-            str(work / "processed.jsonl"),
-            "--output",
-            str(work / name),
-            *flags,
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return work / name
+    return train_on_host(work, name, *flags)
 
 
 @pytest.fixture(scope="module")

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from daemon.tracking import MlflowTracker, RunRecord
-from tests.conftest import ROOT
-from tests.integration.conftest import preprocess_sample
+from tests.integration.conftest import preprocess_sample, train_on_host
 
 MODEL = "test-sentiment"
 
@@ -22,19 +19,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The committed sample, preprocessed by Node and trained by train.py on the host (bare)."""
     work = tmp_path_factory.mktemp("trained")
     preprocess_sample(work)
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts/train.py"),
-            "--input",
-            str(work / "processed.jsonl"),
-            "--output",
-            str(work / "out"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return work / "out"
+    return train_on_host(work, "out")
 
 
 def record(trained: Path, run_name: str) -> RunRecord:
