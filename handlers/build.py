@@ -126,7 +126,7 @@ class Build:
         image_id = ports.containers.image_id(job.tag)
         if image_id is None:
             raise InfrastructureError(f"podman built {job.tag} but cannot inspect it")
-        versions, environment = self._inspect(ctx, ports, image_id)
+        versions, environment, tests = self._inspect(ctx, ports, image_id)
         outputs = {
             "image_id": image_id,
             "base_image_id": base_id,
@@ -136,15 +136,19 @@ class Build:
             "environment_sha256": content_sha256(environment) if environment else None,
             "host": this_host(),
         }
+        if tests is not None:  # the Jest suite ran in the build: validate reads it from here
+            outputs["tests"] = tests
         return StageResult(NAME, f"image {image_id[:12]}", outputs)
 
     def _inspect(
         self, ctx: RunContext, ports: Ports, image_id: str
-    ) -> tuple[dict[str, str], dict[str, Any] | None]:
-        """The toolchain versions and the manifest of the image, from one container.
+    ) -> tuple[dict[str, str], dict[str, Any] | None, dict[str, Any] | None]:
+        """The toolchain versions, the manifest of the image and the outcome of the Jest suite it ran
+        when it was built, from one container.
 
         The script is the image's own: one built from a commit older than the manifest ignores
-        --environment and prints the versions alone (then the manifest is None).
+        --environment and prints the versions alone (then the manifest is None). An image whose
+        Containerfile does not run the suite has no outcome (None): validate runs the suite then.
         """
         job = ContainerJob(
             name=f"retraind-{ctx.run_id}-{NAME}-versions",
@@ -160,10 +164,10 @@ class Build:
         except ValueError as e:
             raise StageFailedError(NAME, result.returncode, f"image_versions.py printed no JSON: {e}") from e
         if "environment" not in printed:
-            return printed, None
+            return printed, None, None
         versions: dict[str, str] = printed["versions"]
         environment: dict[str, Any] = printed["environment"]
-        return versions, environment
+        return versions, environment, printed.get("tests")
 
 
 STAGE = Build()

@@ -1,7 +1,14 @@
-"""validate, the gate: the Jest suite of scripts/ inside the image, then checks of the data itself."""
+"""validate, the gate: checks of the data itself, and the outcome of the Jest suite of scripts/.
+
+The suite depends on the image alone, so the Containerfile runs it once per image, at build time,
+and the build stage hands its outcome here: a data drop never reruns it. An image that did not run
+it (a pipeline repository's own Containerfile) gets it run here, after the data checks, so that
+a broken drop is refused before anything slow.
+"""
 
 from __future__ import annotations
 
+import json
 import shutil
 import unicodedata
 from collections.abc import Mapping
@@ -91,22 +98,39 @@ class Validate:
             reasons = [f"{printable(name)}: refused: {printable(why)}" for name, why in ctx.manifest.refused]
             raise GateRejectedError(NAME, reasons, kinds=("unsafe_file",))
         out = ctx.stage_dir(NAME)
-        tests = self._jest(ctx, ports, out)
+        built = ctx.results["build"].outputs.get("tests") if "build" in ctx.results else None
+        if built is not None:  # the image ran the suite when it was built: its outcome, not a rerun
+            tests, where = self._reported(built, out), "at build"
         checked = self._data(ctx, ports, out)
+        if built is None:
+            tests, where = self._jest(ctx, ports, out), "here"
         rows = checked.get("rows", 0)
-        summary = f"{tests} tests passed; {rows:,} rows passed the data checks"
-        outputs: dict[str, Any] = {"tests_passed": tests, "data_report": checked, "dir": str(out)}
+        summary = f"{tests} tests passed ({where}); {rows:,} rows passed the data checks"
+        outputs: dict[str, Any] = {
+            "tests_passed": tests,
+            "tests_ran": where,
+            "data_report": checked,
+            "dir": str(out),
+        }
         if (out / REFERENCE).is_file():  # becomes the drift reference once the whole run succeeded
             outputs["reference"] = str(out / REFERENCE)
         return StageResult(NAME, summary, outputs)
+
+    def _reported(self, report: Mapping[str, Any], out: Path) -> int:
+        """The outcome the build recorded, kept with this run's reports; a failure rejects the run."""
+        (out / "jest.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+        return self._outcome(report, int(report.get("exitCode", 1)), "the build's Jest run failed")
 
     def _jest(self, ctx: RunContext, ports: Ports, out: Path) -> int:
         argv = ("npm", "test", "--", "--ci", "--json", "--outputFile=/out/jest.json")
         job = container_job(ctx, NAME, argv, (Mount(out, "/out", writable=True),), step="jest")
         result = run_checked(ports, job, out / "jest.log")
-        report = read_json(out / "jest.json")
-        if result.returncode != 0:
-            reasons = failed_tests(report) or [f"jest exited {result.returncode}: {result.tail(5)}"]
+        return self._outcome(read_json(out / "jest.json"), result.returncode, result.tail(5))
+
+    @staticmethod
+    def _outcome(report: Any, returncode: int, otherwise: str) -> int:
+        if returncode != 0 or not (report or {}).get("success", returncode == 0):
+            reasons = failed_tests(report) or [f"jest exited {returncode}: {otherwise}"]
             raise GateRejectedError(NAME, reasons[:MAX_REASONS], kinds=("jest",))
         return int((report or {}).get("numPassedTests", 0))
 

@@ -3,7 +3,9 @@
 With --environment it prints {"versions": ..., "environment": ...}, the second being what the image
 holds: its Debian packages, the Python packages of the venv and the npm packages of node_modules,
 each as a sorted list so that the same image content always gives the same document. An image
-built before --environment existed ignores the flag and prints the versions alone.
+built before --environment existed ignores the flag and prints the versions alone. When the image
+ran the Jest suite of scripts/ at build time (the Containerfile does), the document also has
+"tests", that run's summary (scripts/jest-report.js).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 PACKAGES = ("scikit-learn", "pandas", "numpy", "scipy", "mlflow-skinny")
 DPKG_STATUS = Path("/var/lib/dpkg/status")
 NODE_MODULES = Path(__file__).resolve().parent / "node_modules"
+JEST_SUMMARY = Path("/opt/retraind/tests/jest.json")  # written by the Containerfile's Jest step
 
 
 def versions(node_version: str) -> dict[str, str]:
@@ -120,6 +123,8 @@ def main() -> None:
         "versions": versions(node_version),
         "environment": environment(node_version, status, site_paths, NODE_MODULES),
     }
+    if JEST_SUMMARY.is_file():
+        document["tests"] = json.loads(JEST_SUMMARY.read_text(encoding="utf-8"))
     print(json.dumps(document, sort_keys=True, separators=(",", ":")))
 
 

@@ -11,7 +11,7 @@ import os
 import subprocess
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import ROOT
 from tests.integration.conftest import committed_copy
-from tests.integration.daemon_harness import RETRAIND
+from tests.integration.daemon_harness import RETRAIND, commit_file
 from tests.integration.test_daemon import HEADER, ROWS
 
 pytestmark = pytest.mark.podman
@@ -185,22 +185,24 @@ def test_a_missing_data_directory_or_a_file_in_its_place_is_a_configuration_erro
 
 
 def test_a_stage_past_its_time_limit_is_stopped_its_container_removed_and_its_log_kept(lab: Lab) -> None:
+    """A training that hangs (a commit whose train.py sleeps) is stopped at stage_timeout_s: generous
+    enough for the other stages on a slow machine, which take a second or two on the sample."""
+    slow = committed_copy(lab.tmp / "slow-repo")
+    train = (slow / "scripts/train.py").read_text()
+    hang = 'if __name__ == "__main__":\n    import time\n\n    time.sleep(3600)\n'
+    commit_file(slow, "scripts/train.py", train.replace('if __name__ == "__main__":\n', hang), "hang")
     data = lab.tmp / "drops" / "slow"
     data.mkdir(parents=True)
-    (data / "half.csv").write_bytes(HEADER + b"".join(ROWS[::2]))  # not validated before: validate runs
-    exit_code, lines, output = lab.run(data, stage_timeout_s="2")
+    (data / "half.csv").write_bytes(HEADER + b"".join(ROWS[::2]))
+    exit_code, lines, output = replace(lab, repo=slow).run(data, stage_timeout_s="20")
     assert exit_code == 4 and "Traceback" not in output, output[-3000:]
-    finished = (
-        lines[-1]
-        if lines[-1].get("event") == "run_finished"
-        else next(e for e in lines if e.get("event") == "run_finished")
-    )
-    assert finished["failed_stage"] == "validate" and "timed out after 2 s" in finished["error"], finished
+    finished = next(e for e in reversed(lines) if e.get("event") == "run_finished")
+    assert finished["failed_stage"] == "train" and "timed out after 20 s" in finished["error"], finished
     left = subprocess.run(
         ["podman", "ps", "-aq", f"--filter=label=io.retraind.run={finished['run_id']}"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert left.stdout.strip() == ""
-    log = lab.state / "runs" / finished["run_id"] / "validate" / "jest.log"
+    log = lab.state / "runs" / finished["run_id"] / "train" / "train.log"
     assert "podman run" in log.read_text() and "timed out" in log.read_text()
     assert lab.versions() == ["1"]

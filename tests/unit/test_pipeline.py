@@ -112,6 +112,50 @@ def test_failing_jest_test_is_a_gate_rejection_naming_the_test(ctx: RunContext) 
     assert record.tags["retraind.failed_stage"] == "validate"
 
 
+def built_with_tests(tests: dict[str, object]):  # type: ignore[no-untyped-def]
+    """The versions container of an image whose build ran the Jest suite (the Containerfile's)."""
+    lists = {"debian": [], "python_packages": [], "npm_packages": []}
+    environment = {"python": "3.11.2", "node": "18.19.0", **lists}
+    printed = {"versions": VERSIONS, "environment": environment, "tests": tests}
+    return lambda j: ok(j, json.dumps(printed))
+
+
+def test_an_image_that_ran_the_suite_at_build_time_is_not_tested_again(ctx: RunContext) -> None:
+    tests = {"exitCode": 0, "success": True, "numPassedTests": 196, "testResults": []}
+    fake = containers(**{"build-versions": built_with_tests(tests)})
+    outcome = run_stages(ctx, list(STAGES.values()), Ports(fake, FakeTracker()), RecordingReporter())
+    assert outcome.ok, outcome.error
+    assert not any(j.name.endswith("-jest") for j in fake.ran)
+    validate = outcome.results["validate"]
+    assert validate.outputs["tests_passed"] == 196 and validate.outputs["tests_ran"] == "at build"
+    assert json.loads((ctx.run_dir / "validate" / "jest.json").read_text())["numPassedTests"] == 196
+
+
+def test_a_suite_that_failed_at_build_time_rejects_the_run_naming_the_test(ctx: RunContext) -> None:
+    failing = {
+        "name": "__tests__/textclean.test.js",
+        "status": "failed",
+        "message": "",
+        "assertionResults": [
+            {"fullName": "drops stop words", "status": "failed", "failureMessages": ["Error: expected 1"]}
+        ],
+    }
+    tests = {"exitCode": 1, "success": False, "numPassedTests": 195, "testResults": [failing]}
+    fake = containers(**{"build-versions": built_with_tests(tests)})
+    outcome = run_stages(ctx, list(STAGES.values()), Ports(fake, FakeTracker()), RecordingReporter())
+    assert outcome.exit_code == EXIT_GATE and outcome.failed_stage == "validate"
+    assert outcome.error.reasons == ("jest textclean.test.js: drops stop words: Error: expected 1",)  # type: ignore[union-attr]
+    assert outcome.error.kinds == {"jest"}  # type: ignore[union-attr]
+    assert not any(j.name.endswith(("-jest", "-data")) for j in fake.ran)
+
+
+def test_without_a_build_time_outcome_the_data_checks_run_before_the_suite(ctx: RunContext) -> None:
+    fake = containers()
+    run_stages(ctx, list(STAGES.values()), Ports(fake, FakeTracker()), RecordingReporter())
+    steps = [j.name.rsplit("-", 1)[-1] for j in fake.ran if "-validate-" in j.name]
+    assert steps == ["data", "jest"]
+
+
 def test_data_problem_is_a_gate_rejection_with_the_checker_message(ctx: RunContext) -> None:
     report = {
         "passed": False,
