@@ -1,6 +1,7 @@
 """A portable base for real: exported from one Podman store, imported into another (a second store of
 the same user: its own graphroot and runroot), both stores build the same pipeline image ID and train
-the same model from the same commit and data; a runner pinned to another base refuses to build."""
+the same model from the same commit and data; a runner pinned to another base refuses to build; a
+store with a base of its own, built locally, reproduces a run and lists how the images differ."""
 
 from __future__ import annotations
 
@@ -132,3 +133,44 @@ def test_a_runner_pinned_to_another_base_refuses_to_build(tmp_path: Path, podman
         "base", "verify", "--json", env={"RETRAIND_BASE_IMAGE_ID": "0123456789ab" * 2}
     )
     assert code == 78 and not verified["ok"]
+
+
+def test_reproduce_on_another_locally_built_base_lists_the_package_differences(
+    tmp_path: Path, podman_ready: None
+) -> None:
+    """Store C builds its own base, without Debian's security updates (as a machine whose mirror lags
+    would): reproducing store A's run there explains the other image package by package."""
+    store_c = second_store(tmp_path)
+    assert images(store_c) == set(), "the third store is not empty: podman ignored the settings"
+    try:
+        data = tmp_path / "data"
+        data.mkdir()
+        (data / "sample.csv").write_bytes((ROOT / "data/sample.csv").read_bytes())
+        flags = ["--repo", str(committed_copy(tmp_path / "repo")), "--data-dir", str(data)]
+        flags += ["--state-dir", str(tmp_path / "state")]
+        code, lines, output = retraind("run", "--json", *flags)  # store A, the usual base
+        assert code == 0, output[-3000:]
+        run_id = next(e for e in lines if e.get("event") == "run_finished")["run_id"]
+
+        env = {
+            **os.environ,
+            **store_c,
+            "RETRAIND_DEBIAN_SECURITY_MIRROR": "",
+            "XDG_STATE_HOME": str(tmp_path),
+        }
+        built = subprocess.run(
+            ["bash", str(ROOT / "tools/base-image.sh")], env=env, capture_output=True, text=True, timeout=900
+        )
+        assert built.returncode == 0, built.stderr[-3000:]
+
+        code, lines, output = retraind("reproduce", "--json", *flags, run_id, env=store_c)
+        verdict = lines[-1]
+        assert code in (0, 1) and "verdict" in verdict, output[-3000:]
+        assert verdict["verdict"] in ("identical", "equivalent") or verdict["differences"], (
+            verdict
+        )  # never bare
+        notes = verdict["notes"]
+        assert any("differs from the recorded" in n for n in notes), notes
+        assert any(n.startswith("  Debian ") or n.startswith("  node ") for n in notes), notes
+    finally:
+        remove_store(tmp_path, store_c)
