@@ -32,7 +32,7 @@ from daemon.params import load_params
 from daemon.pipeline import PipelineOutcome, Reporter, run_stages
 from daemon.podman import PodmanCli
 from daemon.promotion import GatePolicy
-from daemon.registry import MlflowRegistry
+from daemon.registry import MlflowRegistry, preload_mlflow
 from daemon.retention import (
     Collected,
     collect,
@@ -114,6 +114,7 @@ def run_once(
     ctx = prepare_run(settings, run_id or new_run_id())
     if ports is not None:
         return run_stages(ctx, list(stages.values()), ports, reporter, use_cache=use_cache)
+    preload_mlflow(settings.tracking_uri)  # loaded by the time the run registers
     journal = Journal.open(settings.state_dir / "journal.db")
     try:
         ports = real_ports(settings, journal)

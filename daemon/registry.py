@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import secrets
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -47,6 +49,33 @@ def mlflow_client(tracking_uri: str, http_retries: int = 2, http_timeout_s: int 
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # tqdm bars are not log lines
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def _store_modules(tracking_uri: str) -> tuple[str, ...]:
+    if tracking_uri.startswith(("http://", "https://", "databricks")):
+        return ("mlflow.store.tracking.rest_store", "mlflow.store.model_registry.rest_store")
+    return ("mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store")
+
+
+def preload_mlflow(tracking_uri: str) -> threading.Thread:
+    """Import MLflow, and the store its client will open for tracking_uri, in a background thread.
+
+    Started when a run starts: the imports (2.3 of the register stage's 2.6 s on the corpus) then
+    overlap the containers, which leave this process idle. Python's per-module import locks make a
+    later import in another thread wait for this one rather than start again. A failure is
+    swallowed: the import that needs the module raises it where it is handled.
+    """
+
+    def load() -> None:
+        for name in ("mlflow", "mlflow.tracking", "mlflow.entities", *_store_modules(tracking_uri)):
+            try:
+                importlib.import_module(name)
+            except Exception:  # raised again, and handled, by the import that needs it
+                continue
+
+    thread = threading.Thread(target=load, name="mlflow-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 def _utc_now() -> datetime:
