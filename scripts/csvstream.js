@@ -3,8 +3,10 @@
 
 const fs = require('fs');
 const path = require('path');
-const { parse, CsvError } = require('csv-parse');
+const { Readable } = require('stream');
+const { parse } = require('csv-parse');
 const { decodeField } = require('./textclean');
+const { FastCsv, DONE, STOP, MAX_RECORD_BYTES } = require('./csvfast');
 
 const REQUIRED_COLUMNS = Object.freeze(['text', 'sentiment']);
 /** Upper bound on one field, so an unclosed quote in a huge file cannot buffer the whole file. */
@@ -125,8 +127,8 @@ function parseError(err, file, line, bytes) {
 }
 
 /** Tracks the physical line where each record starts, from csv-parse's per-record info. */
-function lineTracker() {
-  let nextLine = 1;
+function lineTracker(firstLine = 1) {
+  let nextLine = firstLine;
   let emptyLinesSeen = 0;
   return {
     /** Returns the start line of the record just parsed and advances past it. */
@@ -145,22 +147,98 @@ function lineTracker() {
   };
 }
 
+/** Bytes read from a file at a time. */
+const CHUNK_BYTES = 1 << 20;
+const EMPTY = Buffer.alloc(0);
+
+/** The next chunk of a file's read stream, or null at its end; a read failure becomes InputFileError. */
+async function nextChunk(chunks, filePath) {
+  try {
+    const { value, done } = await chunks.next();
+    return done ? null : value;
+  } catch (err) {
+    throw new InputFileError(filePath, err.message);
+  }
+}
+
 /**
- * Yields {file, line, sentiment, text, encoding} for each data row of one CSV file, in constant memory.
- * `line` is the 1-based physical line where the record starts (quoted newlines and blank lines counted).
- * Every row before a syntax error is yielded, then the CsvParseError is thrown.
- * `hooks.onHeader(names)`, if given, receives the header's column names before the first row.
+ * The fast path: yields batches of rows while FastCsv can read the file. Returns null at the end of the
+ * file, or where csv-parse takes over: {prefix: the header record's bytes, rest: the bytes read but not
+ * consumed, offset: their position in the file, nextLine, index}.
  */
-async function* readRecords(filePath, required = REQUIRED_COLUMNS, hooks = {}) {
-  const file = path.basename(filePath);
-  const lines = lineTracker();
-  const source = fs.createReadStream(filePath);
+async function* fastBatches(file, filePath, required, hooks, chunks) {
+  const csv = new FastCsv();
+  let buf = EMPTY;
+  let base = 0;
+  let pos = 0;
+  let atEof = false;
   let index = null;
+  let prefix = EMPTY;
+  let nextLine = 1;
+  for (;;) {
+    const rows = [];
+    let nul = buf.indexOf(0, pos);
+    let next;
+    while ((next = csv.record(buf, pos, atEof)) >= 0) {
+      const line = nextLine + csv.emptyLines;
+      nextLine = line + 1 + csv.breaks;
+      if (index === null) {
+        const names = headerNames(Array.from({ length: csv.count }, (_, k) => csv.fieldBuffer(buf, k)));
+        if (hooks.onHeader) hooks.onHeader(names);
+        index = columnIndex(file, names, required);
+        prefix = Buffer.from(buf.subarray(pos, next));
+      } else {
+        rows.push(csv.row(file, line, buf, index, nul !== -1 && nul < next));
+        if (nul !== -1 && nul < next) nul = buf.indexOf(0, next);
+      }
+      pos = next;
+    }
+    if (rows.length > 0) yield rows;
+    if (next === DONE) {
+      if (index === null) throw new MissingColumnError(file, [...required], []);
+      return null;
+    }
+    if (next === STOP || buf.length - pos > MAX_RECORD_BYTES) return { prefix, rest: buf.subarray(pos), offset: base + pos, nextLine, index };
+    const chunk = await nextChunk(chunks, filePath);
+    if (chunk === null) {
+      atEof = true;
+    } else {
+      buf = pos < buf.length ? Buffer.concat([buf.subarray(pos), chunk]) : chunk;
+      base += pos;
+      pos = 0;
+    }
+  }
+}
+
+/** The bytes csv-parse reads when it takes over: the header record again, then the rest of the file. */
+async function* remainingBytes(resume, chunks) {
+  if (resume.prefix.length > 0) yield resume.prefix;
+  if (resume.rest.length > 0) yield resume.rest;
+  for (;;) {
+    const { value, done } = await chunks.next();
+    if (done) return;
+    yield value;
+  }
+}
+
+/**
+ * The csv-parse path, from where the fast path stopped (the whole file when it stopped at the header):
+ * yields the remaining rows, then throws the file's CsvParseError or MissingColumnError, if any.
+ */
+async function* parsedBatches(file, filePath, required, hooks, resume, chunks) {
+  const lines = lineTracker(resume.nextLine);
+  const source = Readable.from(remainingBytes(resume, chunks), { objectMode: false });
+  let index = resume.index;
+  let headerAgain = index !== null;
   let failure = null;
   // on_record and on_skip run inside the parser, in parse order, so line numbers stay exact however far
   // ahead it reads. A syntax error is "skipped" rather than thrown: an errored stream would discard the
   // rows still buffered in it. The parser is then ended, and the error thrown once those rows are out.
   const onRecord = (fields, info) => {
+    if (headerAgain) {
+      headerAgain = false;
+      return null;
+    }
     const line = lines.consume(fields, info.empty_lines);
     if (failure !== null) return null;
     if (index !== null) return toRow(file, line, fields, index);
@@ -171,7 +249,8 @@ async function* readRecords(filePath, required = REQUIRED_COLUMNS, hooks = {}) {
   };
   const onSkip = (err) => {
     if (failure !== null) return;
-    failure = parseError(err, file, lines.peek(parser.info.empty_lines), parser.info.bytes);
+    const bytes = parser.info.bytes - resume.prefix.length + resume.offset;
+    failure = parseError(err, file, lines.peek(parser.info.empty_lines), bytes);
     process.nextTick(() => {
       source.unpipe(parser);
       source.destroy();
@@ -191,7 +270,7 @@ async function* readRecords(filePath, required = REQUIRED_COLUMNS, hooks = {}) {
   source.on('error', (err) => parser.destroy(new InputFileError(filePath, err.message)));
   source.pipe(parser);
   try {
-    yield* parser;
+    for await (const row of parser) yield [row];
   } finally {
     source.destroy();
   }
@@ -199,8 +278,36 @@ async function* readRecords(filePath, required = REQUIRED_COLUMNS, hooks = {}) {
   if (index === null) throw new MissingColumnError(file, [...required], []);
 }
 
+/**
+ * Yields arrays of {file, line, sentiment, text, encoding} for the data rows of one CSV file, in file
+ * order and constant memory (see readRecords). `options.fast: false` reads every record with csv-parse.
+ */
+async function* readBatches(filePath, required = REQUIRED_COLUMNS, hooks = {}, options = {}) {
+  const file = path.basename(filePath);
+  const source = fs.createReadStream(filePath, { highWaterMark: options.chunkBytes || CHUNK_BYTES });
+  const chunks = source[Symbol.asyncIterator]();
+  try {
+    const start = { prefix: EMPTY, rest: EMPTY, offset: 0, nextLine: 1, index: null };
+    const resume = options.fast === false ? start : yield* fastBatches(file, filePath, required, hooks, chunks);
+    if (resume !== null) yield* parsedBatches(file, filePath, required, hooks, resume, chunks);
+  } finally {
+    source.destroy();
+  }
+}
+
+/**
+ * Yields {file, line, sentiment, text, encoding} for each data row of one CSV file, in constant memory.
+ * `line` is the 1-based physical line where the record starts (quoted newlines and blank lines counted).
+ * Every row before a syntax error is yielded, then the CsvParseError is thrown.
+ * `hooks.onHeader(names)`, if given, receives the header's column names before the first row.
+ */
+async function* readRecords(filePath, required = REQUIRED_COLUMNS, hooks = {}, options = {}) {
+  for await (const rows of readBatches(filePath, required, hooks, options)) yield* rows;
+}
+
 module.exports = {
   readRecords,
+  readBatches,
   checkInputFiles,
   countLineBreaks,
   missingColumnMessage,

@@ -4,7 +4,7 @@
 
 const path = require('path');
 const { cleanAndTokenize } = require('./textclean');
-const { readRecords, checkInputFiles } = require('./csvstream');
+const { readBatches, checkInputFiles } = require('./csvstream');
 const { textHash } = require('./checks/duplicates');
 const { parseCli, runMain, writeOutput, writeJson, UsageError, EXIT_OK } = require('./cli');
 
@@ -32,23 +32,28 @@ function readArgs(argv) {
 async function* jsonLines(inputs, stats) {
   const seen = new Set();
   for (const input of inputs) {
-    for await (const row of readRecords(input)) {
-      stats.rows_in += 1;
-      if (row.encoding === 'latin-1') stats.latin1_rows += 1;
-      const key = textHash(row.text.trim());
-      if (seen.has(key)) {
-        stats.dropped_duplicates += 1;
-        continue;
+    for await (const rows of readBatches(input)) {
+      let out = '';
+      for (const row of rows) {
+        stats.rows_in += 1;
+        if (row.encoding === 'latin-1') stats.latin1_rows += 1;
+        const key = textHash(row.text.trim());
+        if (seen.has(key)) {
+          stats.dropped_duplicates += 1;
+          continue;
+        }
+        seen.add(key);
+        const tokens = cleanAndTokenize(row.text);
+        if (tokens.length === 0) {
+          stats.dropped_empty += 1;
+          continue;
+        }
+        stats.rows_out += 1;
+        const { file, line, sentiment, text, encoding } = row;
+        out += `${JSON.stringify({ file, line, sentiment, text, tokens: tokens.join(' '), encoding })}\n`;
       }
-      seen.add(key);
-      const tokens = cleanAndTokenize(row.text);
-      if (tokens.length === 0) {
-        stats.dropped_empty += 1;
-        continue;
-      }
-      stats.rows_out += 1;
-      const { file, line, sentiment, text, encoding } = row;
-      yield `${JSON.stringify({ file, line, sentiment, text, tokens: tokens.join(' '), encoding })}\n`;
+      // One write per batch of rows, not per row.
+      if (out.length > 0) yield out;
     }
   }
 }

@@ -1,6 +1,6 @@
 'use strict';
 
-const { cleanAndTokenize, decodeField, STOP_WORDS } = require('../textclean');
+const { cleanAndTokenize, hasTokens, unicodeTokens, asciiTokens, decodeField, STOP_WORDS } = require('../textclean');
 
 describe('cleanAndTokenize: the original cases', () => {
   test('lowercases', () => {
@@ -90,5 +90,60 @@ describe('decodeField', () => {
   });
   test('decodes an empty field', () => {
     expect(decodeField(Buffer.alloc(0))).toEqual({ text: '', encoding: 'utf-8' });
+  });
+});
+
+describe('the ASCII fast paths agree with the regular expressions', () => {
+  const ASCII = Array.from({ length: 128 }, (_, c) => String.fromCharCode(c));
+  const AROUND = ['', 'the', 'A', 'is ', ' on', 'Word', 'x1'];
+
+  test('cleanAndTokenize and hasTokens on every pair of ASCII characters, with words around them', () => {
+    const differ = [];
+    for (const a of ASCII) {
+      for (const b of ASCII) {
+        for (const around of AROUND) {
+          for (const text of [`${a}${b}${around}`, `${around}${a}${b}`, `${a}${around}${b}`]) {
+            const expected = unicodeTokens(text);
+            if (JSON.stringify(cleanAndTokenize(text)) !== JSON.stringify(expected) || hasTokens(text) !== (expected.length > 0)) differ.push(text);
+          }
+        }
+      }
+    }
+    expect(differ).toEqual([]);
+  });
+
+  test('hasTokens on stop words only, dropped characters, and text past ASCII', () => {
+    for (const text of ['', ' ', 'The a an', 'T.h.e!! IS', '...', 'at,in;on', 'the \u00e9', 'the caf\u00e9', '\u3000the\u3000', 'a\u00a0b']) {
+      expect([text, hasTokens(text)]).toEqual([text, unicodeTokens(text).length > 0]);
+    }
+  });
+
+  test('asciiTokens leaves any text past ASCII to the regular expressions', () => {
+    expect(asciiTokens('caf\u00e9')).toBeNull();
+    expect(asciiTokens('a\u{1f600}')).toBeNull();
+  });
+});
+
+describe('decodeField agrees with a fatal TextDecoder on every short byte sequence', () => {
+  const DECODER = new TextDecoder('utf-8', { fatal: true });
+  function reference(buffer) {
+    try {
+      return { text: DECODER.decode(buffer), encoding: 'utf-8' };
+    } catch (err) {
+      return { text: buffer.toString('latin1'), encoding: 'latin-1' };
+    }
+  }
+
+  test('all 1- and 2-byte sequences, all 3-byte ones from the lead bytes of 3-byte forms, 4-byte forms around their limits', () => {
+    const sequences = [Buffer.from('\ufeffbom'), Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from([0xef, 0xbb, 0xbf, 0xef, 0xbb, 0xbf])];
+    for (let a = 0; a < 256; a += 1) {
+      sequences.push(Buffer.from([a]));
+      for (let b = 0; b < 256; b += 1) sequences.push(Buffer.from([a, b]));
+    }
+    const edges = [0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xff];
+    for (let a = 0xe0; a < 0xf0; a += 1) for (let b = 0x70; b < 0xd0; b += 1) for (const c of edges) sequences.push(Buffer.from([a, b, c]));
+    for (let a = 0xf0; a < 0xf8; a += 1) for (const b of edges) for (const c of edges) for (const d of edges) sequences.push(Buffer.from([a, b, c, d]));
+    const differ = sequences.filter((s) => JSON.stringify(decodeField(s)) !== JSON.stringify(reference(s))).map((s) => s.toString('hex'));
+    expect(differ).toEqual([]);
   });
 });

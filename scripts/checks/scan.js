@@ -3,8 +3,8 @@
 
 const fs = require('fs');
 const path = require('path');
-const { cleanAndTokenize } = require('../textclean');
-const { readRecords, missingColumnMessage, printable, MissingColumnError, CsvParseError, InputFileError, REQUIRED_COLUMNS } = require('../csvstream');
+const { hasTokens } = require('../textclean');
+const { readBatches, missingColumnMessage, printable, MissingColumnError, CsvParseError, InputFileError, REQUIRED_COLUMNS } = require('../csvstream');
 const { sniffFile, delimiterHint, delimiterAdvice } = require('./sniff');
 const { DuplicateIndex, textHash, NEW_TEXT, REPEAT } = require('./duplicates');
 const { lengthBin, LENGTH_EDGES } = require('./drift');
@@ -109,7 +109,7 @@ function checkRow(row, stats, totals, settings) {
     stats.tooLong.add(line);
     return;
   }
-  if (cleanAndTokenize(text).length === 0) {
+  if (!hasTokens(text)) {
     totals.empty += 1;
     stats.empty.add(line);
   }
@@ -158,7 +158,9 @@ async function scanFile(filePath, settings, totals) {
     stats.warnings.push({ check: 'unexpected_columns', file, columns: shown, message: `${file}: unexpected columns ignored: ${shown.join(', ')}` });
   };
   try {
-    for await (const row of readRecords(filePath, REQUIRED_COLUMNS, { onHeader })) checkRow(row, stats, totals, settings);
+    for await (const rows of readBatches(filePath, REQUIRED_COLUMNS, { onHeader })) {
+      for (const row of rows) checkRow(row, stats, totals, settings);
+    }
   } catch (err) {
     if (err instanceof MissingColumnError) {
       const found = err.found.slice(0, MAX_COLUMNS_REPORTED).map(shorten);
