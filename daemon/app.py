@@ -18,14 +18,14 @@ from typing import IO, Any
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from daemon.config import Settings
 from daemon.control import ControlServer
 from daemon.errors import ConfigError, RetraindError
 from daemon.gitinfo import Pygit2Reader
 from daemon.journal import Journal
-from daemon.metrics import Metrics
+from daemon.metrics import Metrics, start_metrics_server
 from daemon.notify import Notifier
 from daemon.outbox import Outbox
 from daemon.params import load_params
@@ -282,7 +282,7 @@ def serve_metrics(settings: Settings) -> Metrics:
     metrics = Metrics(registry)
     if settings.metrics_port:
         try:
-            start_http_server(settings.metrics_port, settings.metrics_addr, registry)
+            start_metrics_server(settings.metrics_port, settings.metrics_addr, registry)
         except OSError as e:
             raise ConfigError(
                 f"cannot serve metrics on {settings.metrics_addr}:{settings.metrics_port}: {e}"
