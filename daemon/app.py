@@ -20,6 +20,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from prometheus_client import CollectorRegistry
 
+from daemon.champion import ChampionProbe
 from daemon.config import Settings
 from daemon.control import ControlServer
 from daemon.errors import ConfigError, RetraindError
@@ -145,7 +146,11 @@ def collect_garbage(
 
 
 def _collect_quietly(settings: Settings, journal: Journal, metrics: Metrics) -> None:
-    done = collect_garbage(settings, journal)
+    """The daemon's gc after each run: it asks the registry only when that run registered (MLflow is
+    loaded then), as collect_after_run does, so an idle daemon never imports MLflow for it."""
+    last = journal.recent_runs(1)
+    registered = bool(last) and last[0].champion is not None  # the register stage ran, not from the cache
+    done = collect_garbage(settings, journal, ask_registry=registered)
     metrics.state_bytes.set(tree_bytes(settings.state_dir))
     if done.runs or done.objects:
         structlog.get_logger().info(
@@ -196,7 +201,8 @@ def start_intake(service: Service) -> Callable[[Settings, queue.Queue[RawEvent]]
         watcher = Watcher(settings.data_dir, Pygit2Reader().git_dir(settings.repo), raw)
         scheduler = build_scheduler(settings, raw)
         control = ControlServer(settings.state_dir / "control.sock", control_handler(service))
-        champion = ChampionGauge(MlflowRegistry(settings.tracking_uri), settings.model_name, service.metrics)
+        probe = ChampionProbe(settings.tracking_uri)  # in a child process: MLflow stays out of the daemon
+        champion = ChampionGauge(probe, settings.model_name, service.metrics)
         scheduler.add_job(
             champion.refresh,
             "interval",

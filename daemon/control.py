@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import socket
 import struct
 import threading
@@ -29,10 +30,13 @@ def peer_uid(conn: socket.socket) -> int:
 
 
 class ControlServer:
+    """Answers on its own thread, asleep in poll() until a client connects or stop() wakes it."""
+
     def __init__(self, path: Path, handler: Handler) -> None:
         self.path, self.handler = path, handler
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
+        self._wake: tuple[int, int] | None = None  # a pipe: stop() writes, the serving thread returns
 
     def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,20 +48,24 @@ class ControlServer:
         finally:
             os.umask(old)
         sock.listen(8)
-        sock.settimeout(0.5)
-        self._sock = sock
-        self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
+        sock.setblocking(False)  # accept() after poll() never blocks, even if the client is gone
+        self._sock, self._wake = sock, os.pipe()
+        self._thread = threading.Thread(target=self._serve, args=(sock, self._wake[0]), name="control")
+        self._thread.daemon = True
         self._thread.start()
 
-    def _serve(self) -> None:
-        assert self._sock is not None
-        while self._sock.fileno() >= 0:
+    def _serve(self, sock: socket.socket, wake: int) -> None:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        poller.register(wake, select.POLLIN)
+        while True:
+            ready = {fd for fd, _ in poller.poll()}  # no timeout: nothing to do until one of them
+            if wake in ready:
+                return
             try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
+                conn, _ = sock.accept()
+            except OSError:  # BlockingIOError: the client gave up between poll and accept
                 continue
-            except OSError:
-                return  # closed by stop()
             with conn:
                 self._answer(conn)
 
@@ -76,10 +84,16 @@ class ControlServer:
             conn.sendall(json.dumps(reply).encode() + b"\n")
 
     def stop(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
+        if self._wake is not None:
+            os.write(self._wake[1], b"x")
         if self._thread is not None:
             self._thread.join(timeout=2)
+        if self._sock is not None:
+            self._sock.close()
+        if self._wake is not None:
+            for fd in self._wake:
+                os.close(fd)
+            self._wake = None
         self.path.unlink(missing_ok=True)
 
 

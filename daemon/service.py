@@ -7,6 +7,7 @@ socket only put `RawEvent`s on one queue, and the single worker thread runs one 
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -30,6 +31,8 @@ from daemon.worker import Queued, execute, merge
 from handlers.base import Outbox, Ports, RunContext, Stage
 
 log = structlog.get_logger()
+# Libraries an idle daemon should not hold (tens of MB each): loaded when a run needs them.
+HEAVY_MODULES = ("mlflow", "pandas", "sklearn", "scipy", "sqlalchemy", "pyarrow", "numpy")
 
 
 @dataclass
@@ -75,7 +78,7 @@ class Service:
         self._next_flush_check = 0.0
         # While the journal refuses writes (disk full): its writes wait in memory, and so do the
         # events it could not record (admitted once it can), retried after retry_s, doubling to retry_max_s.
-        self.writes = HeldWrites(on_change=self.metrics.held_writes.set)
+        self.writes = HeldWrites(on_change=self._held_changed)
         self._unrecorded: list[tuple[PipelineEvent, int, str | None]] = []
         self.retry_s, self.retry_max_s = 2.0, 60.0
         self._retry_delay, self._next_retry, self._retrying = self.retry_s, 0.0, False
@@ -121,10 +124,23 @@ class Service:
         self.reload_requested.set()
         self.raw.put(RawEvent("wake"))
 
+    def next_wakeup(self) -> float | None:
+        """When the loop must look again with no event: the debouncer's deadline, the next watchdog
+        ping, the next retry of held journal writes, the next outbox check. None: only an event.
+
+        Everything else wakes it: watchers, the scheduler (cron, reconcile), the control socket,
+        a finished run and stop() all put a RawEvent on the queue, so an idle daemon sleeps."""
+        deadlines = [
+            self.debouncer.next_deadline(),
+            self._next_ping(),
+            self._next_retry if (self._unrecorded or self.writes.count) else None,
+            self._next_flush_check if self.ports.outbox is not None else None,
+        ]
+        return min((d for d in deadlines if d is not None), default=None)
+
     def _step(self) -> None:
-        now = self.clock()
-        deadline = self.debouncer.next_deadline()
-        timeout = 1.0 if deadline is None else min(1.0, max(0.01, deadline - now))
+        wake = self.next_wakeup()
+        timeout = None if wake is None else max(0.01, wake - self.clock())
         try:
             self._observe_safely(self.raw.get(timeout=timeout))
             while True:  # drain a burst before polling
@@ -180,6 +196,12 @@ class Service:
         self.metrics.no_space.set(0)
         log.info("journal_recovered", events_admitted=len(held))
 
+    def _held_changed(self, count: int) -> None:
+        """The gauge; and when a run's thread starts holding writes, the sleeping loop's retry clock."""
+        self.metrics.held_writes.set(count)
+        if count == 1 and threading.current_thread() is not threading.main_thread():
+            self.raw.put(RawEvent("wake"))
+
     def _shutdown(self) -> None:
         self.notifier.stopping()
         if self._running is not None:
@@ -222,6 +244,7 @@ class Service:
             self.debouncer.scheduled(ev.name, now)
         elif ev.kind == "reconcile":
             self.reconcile("periodic")
+            self._next_flush_check = now  # and a look at the outbox (a one-shot run may have filled it)
         elif ev.kind == "run_finished":
             self._finished(ev.name)
 
@@ -318,17 +341,25 @@ class Service:
         self.metrics.queue_depth.set(self.queue.depth)
         if self.ports.outbox is not None:
             self.metrics.backlog.set(self.ports.outbox.backlog())
+            self._next_flush_check = self.clock()  # the run may have left its registration there
         self.notifier.status(self._status_line())
 
-    def _flush_outbox(self, every_s: float = 2.0) -> None:
-        """Send registrations that waited for MLflow, in a thread of their own, one flush at a time."""
+    def _flush_outbox(self, every_s: float = 2.0, idle_every_s: float = 60.0) -> None:
+        """Send registrations that waited for MLflow, in a thread of their own, one flush at a time.
+
+        Looked at every `every_s` while something waits (backoff starts at 5 s), and when empty every
+        `idle_every_s`, after each run and at each reconcile (what a one-shot `retraind run` left)."""
         outbox = self.ports.outbox
         if outbox is None or self.clock() < self._next_flush_check:
             return
         self._next_flush_check = self.clock() + every_s
         if self._flushing is not None and self._flushing.is_alive():
             return
-        self.metrics.backlog.set(outbox.backlog())
+        backlog = outbox.backlog()
+        self.metrics.backlog.set(backlog)
+        if not backlog:
+            self._next_flush_check = self.clock() + idle_every_s
+            return
         if not outbox.due():
             return
 
@@ -416,9 +447,14 @@ class Service:
         self.queue.supersede_on_commit = self.settings.supersede
         log.info("config_reloaded")
 
-    def _ping_watchdog(self) -> None:
+    def _next_ping(self) -> float | None:
+        """systemd's watchdog wants WATCHDOG=1 within WatchdogSec: we ping every half of it."""
         interval = self.settings.watchdog_usec / 2e6
-        if interval > 0 and self.clock() - self._last_ping >= interval:
+        return self._last_ping + interval if interval > 0 else None
+
+    def _ping_watchdog(self) -> None:
+        due = self._next_ping()
+        if due is not None and self.clock() >= due:
             self.notifier.watchdog()
             self._last_ping = self.clock()
 
@@ -439,4 +475,6 @@ class Service:
             "journal_error": self.writes.last_error,
             "data_dir": str(self.settings.data_dir),
             "repo": str(self.settings.repo),
+            "threads": [{"name": t.name, "native_id": t.native_id} for t in threading.enumerate()],
+            "heavy_modules": sorted(m for m in HEAVY_MODULES if m in sys.modules),
         }

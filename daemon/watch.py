@@ -116,7 +116,8 @@ class Watcher:
         sink: queue.Queue[RawEvent],
         observer_cls: ObserverType = Observer,
     ) -> None:
-        self.observer = observer_cls()
+        self.observer = observer_cls()  # watchdog 7's inotify threads block on the fd, no timeout
+        self.observer.name = "watch"
         self.close_events = close_events_available(observer_cls)
         self.observer.schedule(_DataHandler(data_dir.resolve(), sink), str(data_dir), recursive=False)
         self.observer.schedule(_RefsHandler(git_dir.resolve(), sink), str(git_dir), recursive=False)

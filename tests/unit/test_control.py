@@ -8,6 +8,7 @@ import pytest
 
 from daemon.control import ControlServer, request
 from daemon.errors import InfrastructureError
+from tests.threadwait import needs_proc_syscall, sleeps_until_woken
 
 
 def test_trigger_round_trip_and_socket_is_private(tmp_path: Path) -> None:
@@ -34,3 +35,20 @@ def test_trigger_round_trip_and_socket_is_private(tmp_path: Path) -> None:
 def test_no_daemon_is_an_infrastructure_error(tmp_path: Path) -> None:
     with pytest.raises(InfrastructureError, match="no retraind daemon"):
         request(tmp_path / "absent.sock", {"cmd": "status"})
+
+
+@needs_proc_syscall
+def test_the_control_thread_sleeps_until_a_client_connects(tmp_path: Path) -> None:
+    """It woke twice a second (accept with a 0.5 s timeout); now it waits in poll() with none, and
+    still answers, and stop() still ends it at once."""
+    server = ControlServer(tmp_path / "control.sock", lambda req, uid: {"ok": True})
+    server.start()
+    try:
+        assert server._thread is not None
+        assert sleeps_until_woken(server._thread)
+        assert request(tmp_path / "control.sock", {"cmd": "status"}) == {"ok": True}
+        assert sleeps_until_woken(server._thread)
+    finally:
+        server.stop()
+    server._thread.join(5)
+    assert not server._thread.is_alive()

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -19,11 +23,14 @@ from daemon.errors import EXIT_INFRA, ConfigError, InfrastructureError
 from daemon.journal import Journal
 from daemon.metrics import Metrics
 from daemon.notify import Notifier
+from daemon.outbox import Outbox
 from daemon.runqueue import Admission
-from daemon.service import Hooks, Service
+from daemon.service import HEAVY_MODULES, Hooks, Service
+from daemon.tracking import RunRecord
 from daemon.watch import RawEvent
 from handlers.base import Ports, RunContext
 from tests.fakes import FakeClock, FakeContainers, FakeTracker
+from tests.threadwait import needs_proc_syscall, sleeps_until_woken
 
 
 def refuse(settings: object, run_id: str) -> RunContext:
@@ -222,3 +229,106 @@ def test_an_event_that_raises_is_logged_once_and_counted_and_the_loop_goes_on(se
     service.raw.put(RawEvent("manual", "alice"))
     service._step()
     assert service.debouncer.pending()  # the next event is handled as usual
+
+
+class Pings(Notifier):
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.pinged: list[str] = []
+
+    def watchdog(self) -> bool:
+        self.pinged.append("WATCHDOG=1")
+        return True
+
+
+@needs_proc_syscall
+def test_an_idle_daemon_sleeps_until_an_event_instead_of_polling(service: Service) -> None:
+    """Nothing pending, no systemd watchdog, no outbox: the loop waits on its queue with no timeout
+    (it woke every second), and an event still gets through at once."""
+    assert service.next_wakeup() is None
+    loop = threading.Thread(target=service.serve, name="service-loop", daemon=True)
+    loop.start()
+    assert sleeps_until_woken(loop)
+    service.raw.put(RawEvent("manual", "alice"))
+    deadline = time.monotonic() + 30
+    while not service.debouncer.pending() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert service.debouncer.pending()
+    service.stop()
+    loop.join(30)
+    assert not loop.is_alive()
+
+
+def test_the_watchdog_ping_is_a_deadline_at_half_of_watchdog_sec(tmp_path: Path) -> None:
+    settings = load_settings(
+        {"state_dir": tmp_path / "state"}, environ={"HOME": str(tmp_path), "WATCHDOG_USEC": "60000000"}
+    )
+    clock, notifier = FakeClock(1000.0), Pings()
+    hooks = Hooks(
+        prepare=refuse, new_run_id=lambda: "r", head_commit=lambda s: "c", data_sha256=lambda s: "d"
+    )
+    service = Service(settings, Journal.open(tmp_path / "j.db"), Ports(FakeContainers(), FakeTracker()), {},
+                      hooks, notifier, clock=clock.now)  # fmt: skip
+    service.raw.put(RawEvent("wake"))
+    service._step()
+    assert notifier.pinged == ["WATCHDOG=1"] and service.next_wakeup() == 1030.0
+    clock.advance(29.5)
+    service.raw.put(RawEvent("wake"))
+    service._step()  # woken by an event before the deadline: no ping yet
+    assert len(notifier.pinged) == 1 and service.next_wakeup() == 1030.0
+    clock.advance(0.5)
+    service.raw.put(RawEvent("wake"))
+    service._step()
+    assert len(notifier.pinged) == 2 and service.next_wakeup() == 1060.0
+
+
+def test_the_outbox_is_looked_at_every_2_s_while_it_waits_and_after_each_run(tmp_path: Path) -> None:
+    settings = load_settings({"state_dir": tmp_path / "state"}, environ={"HOME": str(tmp_path)})
+    journal, clock = Journal.open(tmp_path / "j.db"), FakeClock(500.0)
+    hooks = Hooks(
+        prepare=refuse, new_run_id=lambda: "r", head_commit=lambda s: "c", data_sha256=lambda s: "d"
+    )
+    outbox = Outbox(journal)
+    ports = Ports(FakeContainers(), FakeTracker(), outbox)
+    service = Service(settings, journal, ports, {}, hooks, Notifier(None), clock=clock.now)
+    service._flush_outbox()
+    assert service.next_wakeup() == 560.0  # empty: once a minute
+    outbox.put("r0", RunRecord("e", "r0", "FINISHED"), "m", "MLflow down")
+    service._finished("r0")  # a run that left its registration in the outbox
+    assert service.next_wakeup() == 500.0
+    service._flush_outbox()
+    assert service.next_wakeup() == 502.0  # waiting (its first retry is 5 s out): every 2 s
+    clock.advance(100)
+    service.raw.put(RawEvent("reconcile"))
+    service._step()
+    assert service.next_wakeup() == 602.0
+
+
+def test_heavy_libraries_stay_out_of_the_daemon_until_a_run_needs_them() -> None:
+    """The CLI, the composition root and the loop import no MLflow, pandas, sklearn...: an idle
+    daemon holds none of them (tens of MB each)."""
+    code = (
+        "import sys, daemon.cli, daemon.app, daemon.service, daemon.champion;"
+        "from daemon.service import HEAVY_MODULES;"
+        "print(','.join(m for m in HEAVY_MODULES if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == ""
+
+
+def test_status_names_the_threads_and_the_heavy_libraries_loaded(service: Service) -> None:
+    snap = service.snapshot()
+    assert {"name": "MainThread", "native_id": threading.main_thread().native_id} in snap["threads"]
+    assert set(snap["heavy_modules"]) <= set(HEAVY_MODULES)
+
+
+def test_a_write_held_by_the_run_thread_wakes_the_sleeping_loop_to_retry_it(service: Service) -> None:
+    def refused(at: float) -> None:
+        raise InfrastructureError("state journal: no space left on device")
+
+    run = threading.Thread(target=service.writes.write, args=("finish_run", refused))
+    run.start()
+    run.join(10)
+    assert service.writes.count == 1
+    assert service.raw.get_nowait() == RawEvent("wake")  # next_wakeup then includes the retry
+    assert service.next_wakeup() is not None
