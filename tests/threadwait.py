@@ -45,6 +45,18 @@ def wait_until_blocked(thread: threading.Thread, timeout_s: float = 30.0) -> tup
     raise AssertionError(f"thread {thread.name} never blocked within {timeout_s} s")
 
 
-def sleeps_until_woken(thread: threading.Thread, samples: int = 5) -> bool:
-    """The thread is blocked with no timeout each time we look (a timed wait shows up at once)."""
-    return all(wait_until_blocked(thread)[1] for _ in range(samples))
+def sleeps_until_woken(thread: threading.Thread, samples: int = 5, timeout_s: float = 30.0) -> bool:
+    """The thread settles into a wait with no timeout: `samples` looks in a row, 20 ms apart, find it
+    so. A thread that polls sits in a timed wait, so it never gets there; a thread that is still
+    settling (finishing start-up work, or waiting for the GIL, which Python waits for with a timed
+    futex) gets there once it is done, hence the deadline."""
+    assert thread.native_id is not None
+    deadline = time.monotonic() + timeout_s
+    in_a_row = 0
+    while time.monotonic() < deadline:
+        found = blocked_in(thread.native_id)
+        in_a_row = in_a_row + 1 if found is not None and found[1] else 0
+        if in_a_row >= samples:
+            return True
+        time.sleep(0.02)
+    return False
