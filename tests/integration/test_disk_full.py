@@ -107,7 +107,7 @@ def test_an_unprivileged_user_runs_the_journal_test_in_a_user_namespace_of_its_o
     ids = [f"{__file__}::{name}" for name in IN_A_NAMESPACE]
     argv = ["unshare", "--user", "--map-root-user", "--mount", sys.executable, "-m", "pytest", "-q", "-rs"]
     done = subprocess.run(
-        [*argv, "-p", "no:cacheprovider", *ids], capture_output=True, text=True, timeout=300
+        [*argv, "-n", "0", "-p", "no:cacheprovider", *ids], capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert f"{len(ids)} passed" in done.stdout and "skipped" not in done.stdout, done.stdout[-3000:]
