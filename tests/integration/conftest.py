@@ -5,7 +5,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,16 @@ COPY_IGNORE = shutil.ignore_patterns(
     ".ruff_cache",
     "results",
 )
+
+
+@pytest.fixture
+def runtime_dir() -> Iterator[Path]:
+    """An XDG_RUNTIME_DIR (0700) with a short path: sockets in it (systemd's user units name a few)
+    must fit in a unix socket address, 108 bytes, which pytest's per-worker tmp_path can exceed."""
+    path = Path(tempfile.mkdtemp(prefix="xdg-"))
+    path.chmod(0o700)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -160,3 +160,13 @@ def commit_file(repo_path: Path, name: str, content: str, message: str) -> str:
     sig = pygit2.Signature("retraind tests", "tests@localhost")
     oid = repo.create_commit("HEAD", sig, sig, message, repo.index.write_tree(), [repo.head.target])
     return str(oid)
+
+
+def commit_hanging_training(repo_path: Path) -> str:
+    """A commit whose scripts/train.py sleeps for an hour before it trains: a stage that is surely
+    still running when a test stops or times it out (every stage takes a second on the sample)."""
+    train = (repo_path / "scripts/train.py").read_text()
+    main = 'if __name__ == "__main__":\n'
+    assert main in train
+    hanging = train.replace(main, main + "    import time\n\n    time.sleep(3600)\n")
+    return commit_file(repo_path, "scripts/train.py", hanging, "hang")

@@ -11,7 +11,7 @@ import yaml
 from tests.conftest import ROOT, require_tool
 
 
-def test_systemd_units_verify_clean(tmp_path: Path) -> None:
+def test_systemd_units_verify_clean(tmp_path: Path, runtime_dir: Path) -> None:
     """systemd-analyze prints unknown keys only as warnings, so any output at all is a failure."""
     require_tool("systemd-analyze")
     for name in (".venv/bin/retraind", "tools/mlflow-server.sh"):  # what the units' Exec* lines run
@@ -19,11 +19,9 @@ def test_systemd_units_verify_clean(tmp_path: Path) -> None:
         exe.parent.mkdir(parents=True, exist_ok=True)
         exe.write_text("#!/bin/sh\n")
         exe.chmod(0o755)
-    runtime = tmp_path / "run"
-    runtime.mkdir(mode=0o700)
     units = sorted(str(p) for p in (ROOT / "systemd").iterdir() if p.suffix in (".service", ".timer"))
     assert units
-    env = {**os.environ, "HOME": str(tmp_path / "home"), "XDG_RUNTIME_DIR": str(runtime)}
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "XDG_RUNTIME_DIR": str(runtime_dir)}
     result = subprocess.run(
         ["systemd-analyze", "verify", "--user", *units], env=env, capture_output=True, text=True, check=False
     )

@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import ROOT
 from tests.integration.conftest import committed_copy
-from tests.integration.daemon_harness import RETRAIND, commit_file
+from tests.integration.daemon_harness import RETRAIND, commit_hanging_training
 from tests.integration.test_daemon import HEADER, ROWS
 
 pytestmark = pytest.mark.podman
@@ -188,9 +188,7 @@ def test_a_stage_past_its_time_limit_is_stopped_its_container_removed_and_its_lo
     """A training that hangs (a commit whose train.py sleeps) is stopped at stage_timeout_s: generous
     enough for the other stages on a slow machine, which take a second or two on the sample."""
     slow = committed_copy(lab.tmp / "slow-repo")
-    train = (slow / "scripts/train.py").read_text()
-    hang = 'if __name__ == "__main__":\n    import time\n\n    time.sleep(3600)\n'
-    commit_file(slow, "scripts/train.py", train.replace('if __name__ == "__main__":\n', hang), "hang")
+    commit_hanging_training(slow)
     data = lab.tmp / "drops" / "slow"
     data.mkdir(parents=True)
     (data / "half.csv").write_bytes(HEADER + b"".join(ROWS[::2]))

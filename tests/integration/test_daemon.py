@@ -14,7 +14,13 @@ import pytest
 from daemon.manifest import build_manifest
 from tests.conftest import ROOT
 from tests.integration.conftest import committed_copy
-from tests.integration.daemon_harness import RETRAIND, RUN_DEADLINE_S, Daemon, commit_file
+from tests.integration.daemon_harness import (
+    RETRAIND,
+    RUN_DEADLINE_S,
+    Daemon,
+    commit_file,
+    commit_hanging_training,
+)
 
 
 def _records() -> list[bytes]:
@@ -150,18 +156,19 @@ def test_a_retry_killed_too_is_not_run_again_after_the_next_restart(daemon: Daem
 
 
 def test_sigterm_during_a_stage_exits_0_within_15_s_and_records_cancelled(daemon: Daemon) -> None:
+    commit_hanging_training(daemon.repo)
     drop(daemon.data, "drop.csv")
     daemon.start()
     started = daemon.wait_log(
-        lambda e: e.get("event") == "stage_started" and e.get("stage") == "validate", RUN_DEADLINE_S
+        lambda e: e.get("event") == "stage_started" and e.get("stage") == "train", RUN_DEADLINE_S
     )
-    daemon.wait_container(started["run_id"])  # the Jest container is up
+    daemon.wait_container(started["run_id"])  # the training container is up (and sleeps)
     sent = time.monotonic()
     daemon.signal(signal.SIGTERM)
     assert daemon.proc is not None and daemon.proc.wait(20) == 0
     assert time.monotonic() - sent < 15
     (run,) = daemon.runs()
-    assert run.status == "cancelled" and run.failed_stage == "validate"
+    assert run.status == "cancelled" and run.failed_stage == "train"
     left = subprocess.run(
         ["podman", "ps", "-aq", f"--filter=label=io.retraind.run={run.run_id}"],
         capture_output=True,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from tests.integration.test_daemon import HEADER, ROWS
 pytestmark = pytest.mark.podman
 
 EXTRA_TEST = """'use strict';
-test('one more test, added by the acceptance test', () => {
+test('one more test, added by the acceptance test ({token})', () => {
   expect(1 + 1).toBe(2);
 });
 """
@@ -74,7 +75,9 @@ def test_a_data_drop_reads_the_suite_s_outcome_and_a_change_to_the_suite_reruns_
     assert json.loads((validate_dir / "jest.json").read_text())["numPassedTests"] == suite
 
     # A new test in scripts/__tests__: a new image, whose build ran the suite with the new test in it.
-    commit_file(repo, "scripts/__tests__/extra.test.js", EXTRA_TEST, "one more Jest test")
+    # Its name is new in every test run, or podman's layer cache would answer for an earlier run's.
+    extra = EXTRA_TEST.replace("{token}", secrets.token_hex(8))
+    commit_file(repo, "scripts/__tests__/extra.test.js", extra, "one more Jest test")
     code, third, stages = run(repo, data, state)
     assert code == 0, third
     assert third["image_id"] != first["image_id"]

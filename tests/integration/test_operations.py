@@ -33,15 +33,13 @@ def test_doctor_names_each_problem_with_its_fix_and_fails(tmp_path: Path) -> Non
     assert again.returncode == 0, again.stdout
 
 
-def test_installed_unit_points_at_this_checkout_and_verifies(tmp_path: Path) -> None:
+def test_installed_unit_points_at_this_checkout_and_verifies(tmp_path: Path, runtime_dir: Path) -> None:
     require_tool("systemd-analyze")
     target, steps = install_service(ROOT, tmp_path)
     text = target.read_text()
     assert f"ExecStart={ROOT}/.venv/bin/retraind watch --json" in text and "%h/retraind" not in text
     assert steps[:2] == ["systemctl --user daemon-reload", "systemctl --user enable --now retraind"]
-    runtime = tmp_path / "run"
-    runtime.mkdir(mode=0o700)
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime)}
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime_dir)}
     result = subprocess.run(
         ["systemd-analyze", "verify", "--user", str(target)],
         env=env,
