@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import structlog
 
@@ -106,6 +108,24 @@ def parser() -> argparse.ArgumentParser:
     install = sub.add_parser("install-service", help="install the systemd user unit for this checkout")
     install.add_argument("--json", action="store_true", help="one JSON line even on a terminal")
     return p
+
+
+QUICK_EXIT = frozenset({"run"})  # one-shot commands that have closed everything they wrote on return
+
+
+def entry() -> NoReturn:
+    """The console script: main(), then, after `retraind run`, an exit without the interpreter's
+    teardown. With MLflow, SQLAlchemy and pandas imported, that teardown took 0.52 s of a 7.2 s data
+    drop; by the time main returns, the run has committed its journal rows, closed its files and
+    exported its metrics, so only the standard streams and logging handlers are left to flush."""
+    argv = sys.argv[1:]
+    code = main(argv)
+    if next((a for a in argv if not a.startswith("-")), None) in QUICK_EXIT:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -56,11 +56,12 @@ python_setup() {
   local lock=requirements.lock
   [[ $mode == dev ]] && lock=requirements-dev.lock
   [[ -x .venv/bin/python ]] || python3 -m venv .venv
-  if ! cmp -s "$lock" .venv/.installed-lock; then
+  # The lock and pyproject.toml (its console scripts) together decide whether to install again.
+  if ! cat "$lock" pyproject.toml | cmp -s - .venv/.installed-lock; then
     say "installing Python packages from $lock"
     .venv/bin/pip install -q --require-hashes --no-deps -r "$lock" 2>&1 | quiet_pip
     .venv/bin/pip install -q --no-deps -e . 2>&1 | quiet_pip
-    cp "$lock" .venv/.installed-lock
+    cat "$lock" pyproject.toml >.venv/.installed-lock
   fi
 }
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,33 @@ def test_status_json_is_one_line(
     assert cli.main(["status", "--json", "--state-dir", str(tmp_path / "state")]) == 0
     (line,) = capsys.readouterr().out.splitlines()
     assert json.loads(line)["daemon"] == {"up": False}
+
+
+ENTRY = """
+import atexit, sys
+atexit.register(lambda: print("teardown ran", flush=True))
+sys.argv = ["retraind", *sys.argv[1:]]
+from daemon.cli import entry
+entry()
+"""
+
+
+@pytest.mark.parametrize(("command", "teardown"), [("run", False), ("status", True)])
+def test_the_console_script_skips_the_teardown_after_run_only_with_every_line_out(
+    tmp_path: Path, command: str, teardown: bool
+) -> None:
+    """After `run` the process leaves without the interpreter's teardown (atexit handlers are part
+    of it), its exit code and every log line intact; other commands exit as usual."""
+    argv = [command, "--json", "--state-dir", str(tmp_path / "s")]
+    if command == "run":
+        argv += ["--repo", str(tmp_path)]  # not a git repository: refused with 78, no podman needed
+    done = subprocess.run(
+        [sys.executable, "-c", ENTRY, *argv], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    lines = done.stdout.splitlines()
+    assert ("teardown ran" in lines) is teardown, done.stdout + done.stderr
+    logged = [json.loads(line) for line in lines if line.startswith("{")]
+    if command == "run":
+        assert done.returncode == 78 and logged[-1]["event"] == "run_refused", done.stdout + done.stderr
+    else:
+        assert done.returncode == 0 and logged, done.stdout + done.stderr
