@@ -103,7 +103,7 @@ class Validate:
             tests, where = self._reported(built, out), "at build"
         checked = self._data(ctx, ports, out)
         if built is None:
-            tests, where = self._jest(ctx, ports, out), "here"
+            tests, where = self._jest(ctx, ports, out), "in validate"
         rows = checked.get("rows", 0)
         summary = f"{tests} tests passed ({where}); {rows:,} rows passed the data checks"
         outputs: dict[str, Any] = {

@@ -151,9 +151,10 @@ def test_a_suite_that_failed_at_build_time_rejects_the_run_naming_the_test(ctx: 
 
 def test_without_a_build_time_outcome_the_data_checks_run_before_the_suite(ctx: RunContext) -> None:
     fake = containers()
-    run_stages(ctx, list(STAGES.values()), Ports(fake, FakeTracker()), RecordingReporter())
+    outcome = run_stages(ctx, list(STAGES.values()), Ports(fake, FakeTracker()), RecordingReporter())
     steps = [j.name.rsplit("-", 1)[-1] for j in fake.ran if "-validate-" in j.name]
     assert steps == ["data", "jest"]
+    assert outcome.results["validate"].outputs["tests_ran"] == "in validate"
 
 
 def test_data_problem_is_a_gate_rejection_with_the_checker_message(ctx: RunContext) -> None:
