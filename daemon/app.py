@@ -309,6 +309,7 @@ def build_service(settings: Settings, reload: Callable[[], Settings] | None = No
         data_sha256=data_sha256,
         reload=reload,
         collect=lambda s: _collect_quietly(s, journal, metrics),
+        warm_up=lambda s: preload_mlflow(s.tracking_uri),
     )
     notifier = Notifier(settings.notify_socket)
     ports = real_ports(settings, journal)

@@ -48,6 +48,7 @@ class Hooks:
     )  # starts watchers, scheduler and control socket; returns their stop function
     reload: Callable[[], Settings] | None = None
     collect: Callable[[Settings], None] = field(default=lambda s: None)  # retention after each run
+    warm_up: Callable[[Settings], object] = field(default=lambda s: None)  # import MLflow ahead of register
 
 
 class Service:
@@ -314,6 +315,7 @@ class Service:
                     lambda: self._cancel_reason,
                     self.metrics,
                     self.writes,
+                    warm_up=lambda: self.hooks.warm_up(self.settings),
                 )
             except Exception as e:  # the run thread's boundary: log once, count, carry on
                 self._loop_error(f"run {run_id}", e)

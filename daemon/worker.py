@@ -17,7 +17,7 @@ from daemon.metrics import Metrics
 from daemon.nospace import is_no_space, no_space_error
 from daemon.notify import Notifier
 from daemon.pipeline import PipelineOutcome, Reporter, run_stages
-from daemon.progress import Fanout, LogReporter, MetricsReporter, outcome_status
+from daemon.progress import Fanout, LogReporter, MetricsReporter, WarmUpReporter, outcome_status
 from handlers.base import Ports, RunContext, Stage, StageResult
 from handlers.validate import advance_reference
 
@@ -123,13 +123,15 @@ def execute(
     metrics: Metrics | None = None,
     writes: HeldWrites | None = None,
     clock: Callable[[], float] = time.monotonic,
+    warm_up: Callable[[], object] | None = None,
 ) -> str:
     """Run one queued item to its end; returns the journal status. Never raises (the loop's boundary).
 
     Whatever happens, the run gets a finished journal row and one canonical `run_finished` line:
     prepare refusing (no commit, no data) or raising anything (a symlink loop, a full disk), a stage
     handler raising a bug. Journal writes the disk refuses wait in `writes` and are replayed later.
-    Only a run that succeeded advances the drift reference.
+    Only a run that succeeded advances the drift reference. `warm_up` (importing MLflow) starts once
+    validate has really passed, so that it overlaps the training.
     """
     writes = writes or HeldWrites()
     trigger = trigger_of(item.causes)
@@ -138,6 +140,8 @@ def execute(
     reporter: Reporter = journal_reporter
     if metrics is not None:
         reporter = Fanout(reporter, MetricsReporter(metrics, trigger))
+    if warm_up is not None:
+        reporter = Fanout(reporter, WarmUpReporter(warm_up))
     started = clock()
     state_dir = journal.path.parent
 

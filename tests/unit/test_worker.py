@@ -16,6 +16,7 @@ from daemon.journal import Journal
 from daemon.metrics import Metrics
 from daemon.notify import Notifier
 from daemon.proc import CmdResult
+from daemon.stagecache import JournalStageCache
 from daemon.worker import Queued, execute
 from handlers.base import Ports, RunContext
 from handlers.registry import STAGES
@@ -123,3 +124,25 @@ def test_only_a_successful_run_advances_the_drift_reference(ctx: RunContext, tmp
     good = containers(**{"validate-data": drift_check({"drop": "good"})})
     assert daemon_run(ctx, journal, "r2", good) == "succeeded"
     assert json.loads(reference.read_text()) == {"drop": "good"}
+
+
+def test_mlflow_is_warmed_up_once_validate_really_passed_and_not_for_a_run_from_the_cache(
+    tmp_path: Path, ctx: RunContext
+) -> None:
+    journal = Journal.open(tmp_path / "state" / "journal.db")
+    ports = Ports(containers(), FakeTracker(), cache=JournalStageCache(journal))
+    calls: list[str] = []
+    prepare = lambda rid, trigger: replace(ctx, run_id=rid, run_dir=ctx.run_dir.parent / rid)  # noqa: E731
+
+    def run(run_id: str) -> str:
+        return execute(DATA, run_id, prepare, journal, ports, STAGES, Notifier(None), lambda: None,
+                       warm_up=lambda: calls.append(run_id))  # fmt: skip
+
+    assert run("r1") == "succeeded" and calls == ["r1"]
+    assert run("r2") == "up_to_date" and calls == ["r1"]  # every stage from the cache: MLflow not needed
+    rejected = Ports(
+        containers(**{"validate-data": writes("data-check.json", {"problems": []}, 1)}), FakeTracker()
+    )
+    assert execute(DATA, "r3", prepare, journal, rejected, STAGES, Notifier(None), lambda: None,
+                   warm_up=lambda: calls.append("r3")) == "gate_rejected"  # fmt: skip
+    assert calls == ["r1"]
