@@ -1,6 +1,7 @@
 """Benchmark the idle daemon: RSS and wake-ups per second of `retraind watch` doing nothing.
 
-Starts the real daemon on a committed copy of this project and a data directory in a temp dir,
+Starts the real daemon on this checkout (its runs build HEAD, as `retraind run` does: uncommitted
+edits do not count; a commit during the window wakes it) and a data directory in a temp dir,
 with a systemd-like notify socket (NOTIFY_SOCKET, WATCHDOG_USEC as the unit's WatchdogSec=60
 gives) and the metrics endpoint on, waits until it is ready (READY=1 and its own status: idle,
 nothing queued or pending), then samples /proc/<pid>/status and /proc/<pid>/task/*/status over the
@@ -17,7 +18,6 @@ Usage: .venv/bin/python bench/idle.py [--seconds 60] [--empty]
 from __future__ import annotations
 
 import argparse
-import io
 import itertools
 import json
 import os
@@ -25,7 +25,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,18 +32,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pygit2
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from daemon.control import request
 from daemon.errors import InfrastructureError
+from daemon.service import HEAVY_MODULES
 
 ROOT = Path(__file__).resolve().parent.parent
 RETRAIND = str(Path(sys.executable).parent / "retraind")
 TARGET_RSS_MB, TARGET_WAKEUPS = 100.0, 1.0
 WATCHDOG_USEC = 60_000_000  # systemd/retraind.service: WatchdogSec=60
-HEAVY = ("mlflow", "pandas", "sklearn", "scipy", "sqlalchemy", "pyarrow", "numpy", "alembic", "flask")
+HEAVY = (*HEAVY_MODULES, "alembic", "flask")
 SYSCALLS = {
     0: "read", 7: "poll", 23: "select", 43: "accept", 45: "recvfrom", 61: "wait4", 202: "futex",
     232: "epoll_wait", 270: "pselect6", 271: "ppoll", 281: "epoll_pwait", 288: "accept4",
@@ -90,21 +88,6 @@ def waiting_in(pid: int, tid: int) -> str:
     if name in timed and len(fields) > timed[name]:
         name += " (no timeout)" if int(fields[timed[name]], 16) in (0, 0xFFFFFFFF) else " (timed)"
     return name
-
-
-def committed_copy(dest: Path) -> Path:
-    """This project's HEAD (not the worktree others may be editing) as a fresh one-commit repository."""
-    tar = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", "HEAD"], capture_output=True)
-    if tar.returncode != 0:
-        raise SystemExit(f"git archive HEAD failed: {tar.stderr.decode()}")
-    with tarfile.open(fileobj=io.BytesIO(tar.stdout)) as archive:
-        archive.extractall(dest, filter="data")
-    repo = pygit2.init_repository(str(dest))
-    repo.index.add_all()
-    repo.index.write()
-    sig = pygit2.Signature("retraind bench", "bench@localhost")
-    repo.create_commit("HEAD", sig, sig, "copy", repo.index.write_tree(), [])
-    return dest
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float, alive: Callable[[], bool]) -> Any:
@@ -172,7 +155,7 @@ def main() -> None:
     base_kb = baseline_rss_kb()
     with tempfile.TemporaryDirectory(prefix="retraind-idle-") as tmp_name:
         tmp = Path(tmp_name)
-        repo, data, state = committed_copy(tmp / "repo"), tmp / "data", tmp / "state"
+        repo, data, state = ROOT, tmp / "data", tmp / "state"  # runs build HEAD, never the worktree
         data.mkdir()
         (tmp / "retraind.toml").touch()  # empty: only the flags below count
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RETRAIND_", "MLFLOW_"))}

@@ -50,8 +50,8 @@ class ControlServer:
         sock.listen(8)
         sock.setblocking(False)  # accept() after poll() never blocks, even if the client is gone
         self._sock, self._wake = sock, os.pipe()
-        self._thread = threading.Thread(target=self._serve, args=(sock, self._wake[0]), name="control")
-        self._thread.daemon = True
+        serve = (sock, self._wake[0])
+        self._thread = threading.Thread(target=self._serve, args=serve, name="control", daemon=True)
         self._thread.start()
 
     def _serve(self, sock: socket.socket, wake: int) -> None:

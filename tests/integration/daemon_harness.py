@@ -26,6 +26,16 @@ RETRAIND = str(Path(sys.executable).parent / "retraind")
 RUN_DEADLINE_S = 600.0
 
 
+def run_cli(*argv: str, env: dict[str, str] | None = None) -> tuple[int, list[dict[str, Any]], str]:
+    """`retraind ARGV` as typed, outside any RETRAIND_/MLFLOW_ setting of ours: its exit code, its
+    stdout's JSON lines (every line is one), and stdout + stderr for assertion messages."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("RETRAIND_", "MLFLOW_"))}
+    done = subprocess.run(
+        [RETRAIND, *argv], capture_output=True, text=True, env={**base, **(env or {})}, timeout=1800
+    )
+    return done.returncode, [json.loads(line) for line in done.stdout.splitlines()], done.stdout + done.stderr
+
+
 class Daemon:
     def __init__(self, repo: Path, data: Path, state: Path, home: Path, **env: str) -> None:
         self.repo, self.data, self.state, self.home, self.extra_env = repo, data, state, home, env

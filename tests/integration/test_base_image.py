@@ -10,23 +10,14 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.conftest import ROOT
 from tests.integration.conftest import committed_copy
-from tests.integration.daemon_harness import RETRAIND
+from tests.integration.daemon_harness import run_cli as retraind
 
 pytestmark = pytest.mark.podman
-
-
-def retraind(*argv: str, env: dict[str, str] | None = None) -> tuple[int, list[dict[str, Any]], str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("RETRAIND_", "MLFLOW_"))}
-    done = subprocess.run(
-        [RETRAIND, *argv], capture_output=True, text=True, env={**base, **(env or {})}, timeout=1800
-    )
-    return done.returncode, [json.loads(line) for line in done.stdout.splitlines()], done.stdout + done.stderr
 
 
 def second_store(tmp: Path) -> dict[str, str]:

@@ -5,10 +5,8 @@ to the suite always does, and a failing test still rejects the run by name. All 
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.integration.conftest import committed_copy
-from tests.integration.daemon_harness import RETRAIND, commit_file
+from tests.integration.daemon_harness import commit_file, run_cli
 from tests.integration.test_daemon import HEADER, ROWS
 
 pytestmark = pytest.mark.podman
@@ -35,15 +33,12 @@ test('a test that fails on purpose', () => {
 
 def run(repo: Path, data: Path, state: Path) -> tuple[int, dict[str, Any], dict[str, str]]:
     """Exit code, the run_finished event and each stage's one-line summary."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RETRAIND_", "MLFLOW_"))}
     flags = ["--repo", str(repo), "--data-dir", str(data), "--state-dir", str(state)]
-    argv = [RETRAIND, "run", "--json", *flags]
-    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1800)
-    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    code, lines, output = run_cli("run", "--json", *flags)
     finished = next((e for e in lines if e.get("event") == "run_finished"), None)
-    assert finished is not None, done.stdout[-3000:] + done.stderr[-3000:]
+    assert finished is not None, output[-6000:]
     summaries = {e["stage"]: e["summary"] for e in lines if e.get("event") == "stage_finished"}
-    return done.returncode, finished, summaries
+    return code, finished, summaries
 
 
 def suite_size(summary: str) -> int:
