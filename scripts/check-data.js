@@ -83,15 +83,10 @@ function summaryLines(report) {
 }
 
 /**
- * Runs the gate: 0 passed, 1 rejected (an unreadable input file too); usage problems and a path that
- * does not exist throw errors whose exitCode is 2.
+ * Checks the drop `settings` names and writes the report (and the drift reference, when asked);
+ * returns EXIT_OK when it passed, EXIT_REJECTED when not (an unreadable input file too).
  */
-async function main(argv) {
-  const settings = readArgs(argv);
-  if (settings.help) {
-    process.stdout.write(`${USAGE}\n`);
-    return EXIT_OK;
-  }
+async function check(settings) {
   const reference = settings.reference === null ? null : await readReference(settings.reference);
   const result = await runChecks(settings, reference);
   const report = buildReport(settings, result);
@@ -103,6 +98,19 @@ async function main(argv) {
   return report.passed ? EXIT_OK : EXIT_REJECTED;
 }
 
+/**
+ * Runs the gate: 0 passed, 1 rejected (an unreadable input file too); usage problems and a path that
+ * does not exist throw errors whose exitCode is 2.
+ */
+async function main(argv) {
+  const settings = readArgs(argv);
+  if (settings.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return EXIT_OK;
+  }
+  return check(settings);
+}
+
 if (require.main === module) runMain(main, USAGE);
 
-module.exports = { main, runChecks, buildReport, summaryLines };
+module.exports = { main, check, runChecks, buildReport, summaryLines, EXIT_REJECTED };

@@ -2,12 +2,14 @@
 give exactly the tokens the Node preprocessing wrote (what the model was fitted on), for every row.
 
 Usage: python parity.py --input processed.jsonl --report parity.json [--examples 10]
+--input - reads the rows from stdin: preprocess.js --parity feeds them as it writes them.
 Exit 0: every row agrees; 1: mismatches (examples in the report); 2: unreadable input.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import time
@@ -19,7 +21,7 @@ import textclean
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--input", type=Path, required=True)
+    p.add_argument("--input", type=Path, required=True, help="processed.jsonl, or - for stdin")
     p.add_argument("--report", type=Path, required=True)
     p.add_argument("--examples", type=int, default=10)
     args = p.parse_args(argv)
@@ -27,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = mismatches = 0
     examples: list[dict[str, object]] = []
     try:
-        with args.input.open(encoding="utf-8") as lines:
+        piped = str(args.input) == "-"
+        stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8") if piped else None
+        with stdin or args.input.open(encoding="utf-8") as lines:
             for line in lines:
                 row = json.loads(line)
                 rows += 1

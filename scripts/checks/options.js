@@ -56,9 +56,13 @@ function camel(name) {
   return name.replace(/-([a-z0-9])/g, (_, c) => c.toUpperCase());
 }
 
-/** Validates the command line into frozen settings {report, labels, inputs, reference, writeReference, maxEmptyShare, ...}. */
-function readArgs(argv) {
-  const { values, positionals } = parseCli(argv, OPTIONS);
+/**
+ * Validates the command line into frozen settings {report, labels, inputs, reference, writeReference,
+ * maxEmptyShare, ...}; `extra` options (a CLI that does more than check, gate.js) are parsed too and
+ * come back under their camel-cased names (null when not given).
+ */
+function readArgs(argv, extra = {}) {
+  const { values, positionals } = parseCli(argv, { ...OPTIONS, ...extra });
   if (values.help) return { help: true };
   if (!values.report) throw new UsageError('the --report option is required');
   const labels = [...new Set(values.labels.split(',').map((l) => l.trim()).filter((l) => l.length > 0))];
@@ -73,6 +77,7 @@ function readArgs(argv) {
     reference: values.reference || null,
     writeReference: values['write-reference'] || null,
     ...numbers,
+    ...Object.fromEntries(Object.keys(extra).map((name) => [camel(name), values[name] ?? null])),
   });
 }
 
