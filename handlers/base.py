@@ -19,6 +19,9 @@ from daemon.proc import CmdResult
 from daemon.tracking import Registration, RunRecord
 
 SCRIPTS = "/opt/retraind/scripts"  # where the Containerfile puts scripts/
+# The stage contract from which the image's scripts have gate.js and preprocess.js --parity
+# (scripts/image_versions.py STAGE_CONTRACT); older images get one container per script.
+GATE_CONTRACT = 2
 
 
 class ContainerRunner(Protocol):
@@ -93,6 +96,10 @@ class RunContext:
 
     def output(self, stage: str, key: str) -> Any:
         return self.results[stage].outputs[key]
+
+    def speaks(self, contract: int) -> bool:
+        """Whether the image this run built offers the stage contract `contract` (see SCRIPTS)."""
+        return int(self.results["build"].outputs.get("contract", 1)) >= contract
 
 
 class Stage(Protocol):

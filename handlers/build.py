@@ -20,6 +20,8 @@ from daemon.podman import BuildJob, ContainerJob
 from handlers.base import SCRIPTS, Ports, RunContext, StageResult, run_checked
 
 NAME = "build"
+# The stage cache's entries for what an image holds (image_versions.py's document), keyed by image ID.
+INSPECTED = "build.inspect"
 LOCKFILES = {"python": "requirements.lock", "node": "scripts/package-lock.json"}
 IGNORE_FILES = (".containerignore", ".dockerignore")  # podman reads the first that exists
 
@@ -105,8 +107,10 @@ class Build:
         return stage_key(NAME, inputs)
 
     def reusable(self, outputs: Mapping[str, Any], ports: Ports) -> bool:
-        """The image still exists, and the entry has the manifest (older daemons did not collect it)."""
-        return "environment" in outputs and ports.containers.image_id(str(outputs["image_id"])) is not None
+        """The image still exists, and the entry has the manifest and the contract (older daemons did
+        not collect them)."""
+        known = "environment" in outputs and "contract" in outputs
+        return known and ports.containers.image_id(str(outputs["image_id"])) is not None
 
     def _base_id(self, ctx: RunContext, ports: Ports) -> str:
         base = ctx.settings.base_image
@@ -126,7 +130,7 @@ class Build:
         image_id = ports.containers.image_id(job.tag)
         if image_id is None:
             raise InfrastructureError(f"podman built {job.tag} but cannot inspect it")
-        versions, environment, tests = self._inspect(ctx, ports, image_id)
+        versions, environment, tests, contract = self._inspect(ctx, ports, image_id)
         outputs = {
             "image_id": image_id,
             "base_image_id": base_id,
@@ -135,6 +139,7 @@ class Build:
             "environment": environment,
             "environment_sha256": content_sha256(environment) if environment else None,
             "host": this_host(),
+            "contract": contract,
         }
         if tests is not None:  # the Jest suite ran in the build: validate reads it from here
             outputs["tests"] = tests
@@ -142,14 +147,33 @@ class Build:
 
     def _inspect(
         self, ctx: RunContext, ports: Ports, image_id: str
-    ) -> tuple[dict[str, str], dict[str, Any] | None, dict[str, Any] | None]:
-        """The toolchain versions, the manifest of the image and the outcome of the Jest suite it ran
-        when it was built, from one container.
+    ) -> tuple[dict[str, str], dict[str, Any] | None, dict[str, Any] | None, int]:
+        """The toolchain versions, the manifest of the image, the outcome of the Jest suite it ran
+        when it was built and the stage contract its scripts speak, from one container.
 
         The script is the image's own: one built from a commit older than the manifest ignores
         --environment and prints the versions alone (then the manifest is None). An image whose
         Containerfile does not run the suite has no outcome (None): validate runs the suite then.
+        An image older than the contract number speaks contract 1 (handlers/base.py).
         """
+        printed = self._printed(ctx, ports, image_id)
+        if "environment" not in printed:
+            return printed, None, None, 1
+        versions: dict[str, str] = printed["versions"]
+        environment: dict[str, Any] = printed["environment"]
+        return versions, environment, printed.get("tests"), int(printed.get("stage_contract", 1))
+
+    def _printed(self, ctx: RunContext, ports: Ports, image_id: str) -> dict[str, Any]:
+        """What image_versions.py prints in the image, once per image.
+
+        Everything in the document is read from the image's own files, and the image ID is the
+        digest of those files, so an image is asked once and the answer kept in the stage cache
+        under its ID, even by a `--force` run: a forced run rebuilds, and a rebuild with the same
+        inputs gives the same ID, hence the same files. (The host's part is added afresh by every
+        stage; see daemon/environment.py.)
+        """
+        if ports.cache is not None and (known := ports.cache.lookup(INSPECTED, image_id)) is not None:
+            return dict(known.outputs)
         job = ContainerJob(
             name=f"retraind-{ctx.run_id}-{NAME}-versions",
             image=image_id,
@@ -160,14 +184,12 @@ class Build:
         if result.returncode != 0:
             raise StageFailedError(NAME, result.returncode, result.tail(5))
         try:
-            printed = json.loads(result.stdout)
+            printed: dict[str, Any] = json.loads(result.stdout)
         except ValueError as e:
             raise StageFailedError(NAME, result.returncode, f"image_versions.py printed no JSON: {e}") from e
-        if "environment" not in printed:
-            return printed, None, None
-        versions: dict[str, str] = printed["versions"]
-        environment: dict[str, Any] = printed["environment"]
-        return versions, environment, printed.get("tests")
+        if ports.cache is not None:
+            ports.cache.store(INSPECTED, image_id, ctx.run_id, StageResult(INSPECTED, image_id[:12], printed))
+        return printed
 
 
 STAGE = Build()

@@ -4,6 +4,12 @@ The suite depends on the image alone, so the Containerfile runs it once per imag
 and the build stage hands its outcome here: a data drop never reruns it. An image that did not run
 it (a pipeline repository's own Containerfile) gets it run here, after the data checks, so that
 a broken drop is refused before anything slow.
+
+When the suite ran at build and the image has gate.js, the container that checks the drop goes on,
+once the checks passed, to preprocess it with the parity check alongside (scripts/gate.js): one
+container start and one Node start instead of three, and the parity check on the other core. The
+files are the preprocess stage's to take (`prepared` in the outputs); a rejected drop is never
+preprocessed.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from daemon.config import Settings
 from daemon.errors import GateRejectedError, StageFailedError
 from daemon.podman import Mount
 from handlers.base import (
+    GATE_CONTRACT,
     Ports,
     RunContext,
     StageResult,
@@ -33,6 +40,8 @@ from handlers.base import (
 NAME = "validate"
 REFERENCE = "drift-reference.json"
 MAX_REASONS = 10
+EXIT_PARITY = 3  # gate.js: the data passed and was preprocessed, but the Python port differs
+PREPARED = ("processed.jsonl", "summary.json", "parity.json")  # what gate.js writes for preprocess
 
 
 def _escaped(c: str) -> str:
@@ -101,7 +110,8 @@ class Validate:
         built = ctx.results["build"].outputs.get("tests") if "build" in ctx.results else None
         if built is not None:  # the image ran the suite when it was built: its outcome, not a rerun
             tests, where = self._reported(built, out), "at build"
-        checked = self._data(ctx, ports, out)
+        prepare = built is not None and ctx.speaks(GATE_CONTRACT)
+        checked, returncode = self._data(ctx, ports, out, prepare)
         if built is None:
             tests, where = self._jest(ctx, ports, out), "in validate"
         rows = checked.get("rows", 0)
@@ -112,6 +122,9 @@ class Validate:
             "data_report": checked,
             "dir": str(out),
         }
+        if prepare:  # preprocessed in this container: the preprocess stage takes the files
+            outputs["prepared"] = {"dir": str(out), "returncode": returncode, "files": list(PREPARED)}
+            summary += ", then were preprocessed"
         if (out / REFERENCE).is_file():  # becomes the drift reference once the whole run succeeded
             outputs["reference"] = str(out / REFERENCE)
         return StageResult(NAME, summary, outputs)
@@ -134,18 +147,24 @@ class Validate:
             raise GateRejectedError(NAME, reasons[:MAX_REASONS], kinds=("jest",))
         return int((report or {}).get("numPassedTests", 0))
 
-    def _data(self, ctx: RunContext, ports: Ports, out: Path) -> dict[str, Any]:
+    def _data(self, ctx: RunContext, ports: Ports, out: Path, prepare: bool) -> tuple[dict[str, Any], int]:
+        """The data checks' report and the container's exit code; with `prepare`, gate.js goes on to
+        preprocess a drop that passed (exit 0, or EXIT_PARITY when the Python port differs)."""
         s = ctx.settings
         reference = s.state_dir / REFERENCE
         argv = (
             "node",
-            "check-data.js",
+            "gate.js" if prepare else "check-data.js",
             "--report",
             "/out/data-check.json",
             *gate_options(s),
             "--write-reference",
             f"/out/{REFERENCE}",
         )
+        if prepare:
+            processed, summary, parity = PREPARED
+            argv += ("--output", f"/out/{processed}", "--summary", f"/out/{summary}")
+            argv += ("--parity", f"/out/{parity}")
         mounts = data_mounts(ctx, out)
         if reference.is_file():  # drift against the last accepted drop
             argv += ("--reference", f"/ref/{REFERENCE}")
@@ -153,12 +172,12 @@ class Validate:
         job = container_job(ctx, NAME, (*argv, *data_paths(ctx)), mounts, step="data")
         result = run_checked(ports, job, out / "data-check.log")
         report = read_json(out / "data-check.json")
-        if result.returncode == 1:
+        if result.returncode == 1 and not (prepare and (report or {}).get("passed")):
             kinds = {str(p.get("check", "other")) for p in (report or {}).get("problems", [])}
             raise GateRejectedError(NAME, capped(data_problems(report)) or [printable(result.tail(5))], kinds)
-        if result.returncode != 0:
+        if result.returncode != 0 and not (prepare and result.returncode == EXIT_PARITY):
             raise StageFailedError(NAME, result.returncode, printable(result.tail(10)))
-        return dict(report or {})
+        return dict(report or {}), result.returncode
 
 
 def advance_reference(settings: Settings, results: Mapping[str, StageResult]) -> Path | None:

@@ -5,7 +5,8 @@ holds: its Debian packages, the Python packages of the venv and the npm packages
 each as a sorted list so that the same image content always gives the same document. An image
 built before --environment existed ignores the flag and prints the versions alone. When the image
 ran the Jest suite of scripts/ at build time (the Containerfile does), the document also has
-"tests", that run's summary (scripts/jest-report.js).
+"tests", that run's summary (scripts/jest-report.js), and "stage_contract", what the daemon
+may run in it (STAGE_CONTRACT).
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ PACKAGES = ("scikit-learn", "pandas", "numpy", "scipy", "mlflow-skinny")
 DPKG_STATUS = Path("/var/lib/dpkg/status")
 NODE_MODULES = Path(__file__).resolve().parent / "node_modules"
 JEST_SUMMARY = Path("/opt/retraind/tests/jest.json")  # written by the Containerfile's Jest step
+# What the image's scripts offer the daemon's stages (handlers/base.py reads it from the build):
+# 1 (an image that does not say): check-data.js, preprocess.js and parity.py, each run on its own;
+# 2: also gate.js (the data checks, then preprocessing with the parity check, in one process) and
+#    preprocess.js --parity (the parity check fed through a pipe as the rows are written).
+STAGE_CONTRACT = 2
 
 
 def versions(node_version: str) -> dict[str, str]:
@@ -119,10 +125,11 @@ def main() -> None:
         return
     site_paths = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
     status = DPKG_STATUS.read_text(encoding="utf-8", errors="replace") if DPKG_STATUS.is_file() else ""
-    document = {
+    document: dict[str, Any] = {
         "versions": versions(node_version),
         "environment": environment(node_version, status, site_paths, NODE_MODULES),
     }
+    document["stage_contract"] = STAGE_CONTRACT
     if JEST_SUMMARY.is_file():
         document["tests"] = json.loads(JEST_SUMMARY.read_text(encoding="utf-8"))
     print(json.dumps(document, sort_keys=True, separators=(",", ":")))

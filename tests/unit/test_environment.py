@@ -292,11 +292,13 @@ def test_a_cached_build_carries_its_manifest_and_builder_into_later_runs(ctx: Ru
     assert set(env["stages"]) == {"build", "train", "register"}
 
 
-def test_a_build_cached_before_the_manifest_existed_is_rebuilt_to_collect_it() -> None:
+def test_a_build_cached_before_the_manifest_or_the_contract_existed_is_rebuilt_to_collect_them() -> None:
     fake = containers()
     fake.images["localhost/retraind:latest"] = image_id = "sha256:" + "b" * 64
-    assert not BUILD.reusable({"image_id": image_id, "versions": VERSIONS}, Ports(fake, FakeTracker()))
-    assert BUILD.reusable({"image_id": image_id, "environment": None}, Ports(fake, FakeTracker()))
+    ports = Ports(fake, FakeTracker())
+    assert not BUILD.reusable({"image_id": image_id, "versions": VERSIONS}, ports)
+    assert not BUILD.reusable({"image_id": image_id, "environment": None}, ports)
+    assert BUILD.reusable({"image_id": image_id, "environment": None, "contract": 1}, ports)
 
 
 def test_an_image_older_than_the_manifest_builds_and_registers_without_one(ctx: RunContext) -> None:
