@@ -32,6 +32,7 @@ from daemon.outbox import Outbox
 from daemon.params import load_params
 from daemon.pipeline import PipelineOutcome, Reporter, run_stages
 from daemon.podman import PodmanCli
+from daemon.progress import Fanout, WarmUpReporter
 from daemon.promotion import GatePolicy
 from daemon.registry import MlflowRegistry, preload_mlflow
 from daemon.retention import (
@@ -115,7 +116,9 @@ def run_once(
     ctx = prepare_run(settings, run_id or new_run_id())
     if ports is not None:
         return run_stages(ctx, list(stages.values()), ports, reporter, use_cache=use_cache)
-    preload_mlflow(settings.tracking_uri)  # loaded by the time the run registers
+    # MLflow is imported once validate has really passed, as the daemon does: by then the validate
+    # container no longer needs both cores, and the training leaves one idle until register.
+    reporter = Fanout(reporter, WarmUpReporter(lambda: preload_mlflow(settings.tracking_uri)))
     journal = Journal.open(settings.state_dir / "journal.db")
     try:
         ports = real_ports(settings, journal)
