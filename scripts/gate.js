@@ -12,6 +12,7 @@
 
 const { check } = require('./check-data');
 const { preprocessFiles, OUTPUT_OPTIONS } = require('./preprocess');
+const { startParity } = require('./parity-pipe');
 const { readArgs, USAGE: CHECK_USAGE } = require('./checks/options');
 const { runMain, UsageError, EXIT_OK } = require('./cli');
 
@@ -27,9 +28,16 @@ async function main(argv) {
     return EXIT_OK;
   }
   if (!settings.output) throw new UsageError('the --output option is required');
-  const checked = await check(settings);
+  // Python starts (and compiles its patterns) while the checks run; a rejected drop stops it unused.
+  const checker = settings.parity ? startParity(settings.parity) : null;
+  let checked;
+  try {
+    checked = await check(settings);
+  } finally {
+    if (checker && checked !== EXIT_OK) await checker.cancel();
+  }
   if (checked !== EXIT_OK) return checked;
-  return preprocessFiles(settings.inputs, settings);
+  return preprocessFiles(settings.inputs, settings, checker);
 }
 
 if (require.main === module) runMain(main, USAGE);

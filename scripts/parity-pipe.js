@@ -22,10 +22,11 @@ function pythonExecutable() {
 }
 
 /**
- * Starts parity.py writing its report to reportPath; returns {write(chunk), finish()}.
+ * Starts parity.py writing its report to reportPath; returns {write(chunk), finish(), cancel()}.
  * write() resolves at once unless more than MAX_IN_FLIGHT_BYTES wait unread; finish() closes
  * the pipe and resolves with parity.py's exit code. A child that died early stops taking writes
- * and finish() reports its exit code (or throws when it could not start at all).
+ * and finish() reports its exit code (or throws when it could not start at all). cancel() stops a
+ * check that is no longer wanted (it writes no report) and resolves once it is gone.
  */
 function startParity(reportPath) {
   const child = spawn(pythonExecutable(), [path.join(__dirname, 'parity.py'), '--input', '-', '--report', reportPath], {
@@ -49,6 +50,10 @@ function startParity(reportPath) {
     async finish() {
       child.stdin.end();
       return exited;
+    },
+    async cancel() {
+      child.kill('SIGTERM');
+      await exited.catch(() => {});
     },
   };
 }

@@ -73,14 +73,14 @@ async function* jsonLines(inputs, stats) {
 
 /**
  * Writes the training set of `inputs` to `output` (and the summary to `summary`, when given); with
- * `parity`, parity.py checks the rows as they are written and reports there. Returns the exit code:
- * EXIT_OK, or EXIT_PARITY when the Python port differs. Input problems throw (exitCode 1).
+ * `parity`, parity.py checks the rows as they are written and reports there (`checker`: one the
+ * caller started already, parity-pipe.js). Returns the exit code: EXIT_OK, or EXIT_PARITY when the
+ * Python port differs. Input problems throw (exitCode 1).
  */
-async function preprocessFiles(inputs, { output, summary, parity }) {
+async function preprocessFiles(inputs, { output, summary, parity }, checker = parity ? startParity(parity) : null) {
   await checkInputFiles(inputs);
   const started = process.hrtime.bigint();
   const stats = { rows_in: 0, rows_out: 0, dropped_duplicates: 0, dropped_empty: 0, latin1_rows: 0 };
-  const checker = parity ? startParity(parity) : null;
   let parityCode = PARITY_AGREES;
   try {
     await writeOutput(output, checker ? teeToParity(jsonLines(inputs, stats), checker) : jsonLines(inputs, stats));

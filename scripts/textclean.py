@@ -33,15 +33,37 @@ def _patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
     return not_kept, re.compile(f"[{whitespace}]+")
 
 
+@functools.cache
+def _ascii_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """The same two classes restricted to ASCII, from the same table: on ASCII text, lower() maps
+    A-Z alone, so stripping once, before it, gives what the general patterns give (textclean.js's
+    asciiTokens takes the same shortcut). A third of the cost of the general patterns."""
+    table = json.loads(CHARCLASS.read_text(encoding="utf-8"))
+
+    def within(c: int, ranges: list[list[int]]) -> bool:
+        return any(a <= c <= b for a, b in ranges)
+
+    def body(codes: Iterable[int]) -> str:
+        return "".join(f"\\x{c:02x}" for c in codes)
+
+    spaces = [c for c in range(128) if within(c, table["whitespace"])]
+    dropped = [c for c in range(128) if c not in spaces and not within(c, table["letters_numbers"])]
+    return re.compile(f"[{body(dropped)}]"), re.compile(f"[{body(spaces)}]+")
+
+
 def clean_and_tokenize(text: str) -> list[str]:
     """Lowercase, strip non-alphanumerics, split on whitespace, drop stop words."""
     if not isinstance(text, str):
         raise TypeError("clean_and_tokenize expects a str")
-    not_kept, whitespace = _patterns()
-    # Strip before lowercasing too, as textclean.js does: code points newer than charclass.json
-    # never reach lower(), whose mappings for them depend on the runtime's Unicode version.
-    stripped = not_kept.sub("", not_kept.sub("", text).lower())
-    return [t for t in whitespace.split(stripped) if t and t not in STOP_WORDS]
+    if text.isascii():
+        dropped, spaces = _ascii_patterns()
+        words = spaces.split(dropped.sub("", text).lower())
+    else:
+        not_kept, whitespace = _patterns()
+        # Strip before lowercasing too, as textclean.js does: code points newer than charclass.json
+        # never reach lower(), whose mappings for them depend on the runtime's Unicode version.
+        words = whitespace.split(not_kept.sub("", not_kept.sub("", text).lower()))
+    return [t for t in words if t and t not in STOP_WORDS]
 
 
 def tokens_frame(frame: Any) -> Any:

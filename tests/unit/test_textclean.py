@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import sys
 from pathlib import Path
 
@@ -36,3 +37,22 @@ def test_tokens_frame_turns_raw_text_into_one_row_each() -> None:
 def test_non_text_is_refused() -> None:
     with pytest.raises(TypeError):
         textclean.clean_and_tokenize(b"bytes")  # type: ignore[arg-type]
+
+
+def general(text: str) -> list[str]:
+    """clean_and_tokenize by the general patterns alone, without the ASCII shortcut."""
+    not_kept, whitespace = textclean._patterns()
+    words = whitespace.split(not_kept.sub("", not_kept.sub("", text).lower()))
+    return [t for t in words if t and t not in textclean.STOP_WORDS]
+
+
+def test_the_ascii_shortcut_gives_what_the_general_patterns_give() -> None:
+    ascii_chars = [chr(c) for c in range(128)]
+    pairs = [a + b for a in ascii_chars for b in ascii_chars]  # every character next to every other
+    rng = random.Random(15)
+    words = [*textclean.STOP_WORDS, "The", "IN", "x"]
+    texts = [
+        "".join(rng.choice(ascii_chars + words) for _ in range(rng.randint(0, 24))) for _ in range(20_000)
+    ]
+    differ = [t for t in pairs + texts if textclean.clean_and_tokenize(t) != general(t)]
+    assert differ == []
