@@ -6,12 +6,14 @@ image is cached, against the bare training on the host over the same data, measu
 2. Baseline: `scripts/train.py` run by the host venv's Python over the full corpus, preprocessed on
    the host by the same `scripts/preprocess.js`.
 3. The drop: the second half arrives as a new file; `retraind run` (the CLI as typed, a process of
-   its own) checks, preprocesses and trains the full corpus and registers the model.
+   its own) checks, preprocesses and trains the full corpus and registers the model. Steps 2 and 3
+   are repeated (--repeat, 3; each drop replaces the last with the second half less k records, so
+   each is new data) and the medians compared: a single run is +-0.2 s on a shared 2-core machine.
 4. A broken drop (a binary file named .csv, and a file with the wrong delimiter): `retraind run`
    must refuse it (exit 3) within 5 s, end to end.
 
 Prints the stage times and, as its last line, `data-drop run / bare training: N.NNx` (target <=
-1.5x, stretch 1.3x). Usage: .venv/bin/python bench/data_drop.py [--data-dir DIR]
+1.5x, stretch 1.3x). Usage: .venv/bin/python bench/data_drop.py [--data-dir DIR] [--repeat N]
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,16 +39,17 @@ RETRAIND = str(Path(sys.executable).parent / "retraind")
 TARGET, STRETCH, REFUSAL_TARGET_S = 1.5, 1.3, 5.0
 
 
-def split(corpus: Path, first: Path, second: Path) -> int:
-    """The corpus's records, alternately into two files (latin-1 round-trips every byte)."""
-    with corpus.open(encoding="latin-1", newline="") as src:
+def read_corpus(corpus: Path) -> tuple[list[str], list[list[str]]]:
+    with corpus.open(encoding="latin-1", newline="") as src:  # latin-1 round-trips every byte
         header, *rows = list(csv.reader(src))
-    for target, part in ((first, rows[0::2]), (second, rows[1::2])):
-        with target.open("w", encoding="latin-1", newline="") as out:
-            writer = csv.writer(out, lineterminator="\n")
-            writer.writerow(header)
-            writer.writerows(part)
-    return len(rows)
+    return header, rows
+
+
+def write_csv(target: Path, header: list[str], rows: list[list[str]]) -> None:
+    with target.open("w", encoding="latin-1", newline="") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
 
 
 def retraind_run(flags: list[str]) -> tuple[float, int, dict[str, Any], list[dict[str, Any]]]:
@@ -65,13 +69,13 @@ def must_succeed(flags: list[str], what: str) -> tuple[float, dict[str, Any], li
     return elapsed, finished, lines
 
 
-def bare_training(corpus: Path, work: Path) -> float:
+def bare_training(corpus: Path, work: Path, k: int) -> float:
     processed = work / "processed.jsonl"
     node = ["node", str(ROOT / "scripts/preprocess.js"), "--output", str(processed), str(corpus)]
     subprocess.run(node, check=True, capture_output=True)
     started = time.perf_counter()
     argv = [sys.executable, str(ROOT / "scripts/train.py"), "--input", str(processed)]
-    subprocess.run([*argv, "--output", str(work / "bare")], check=True, capture_output=True)
+    subprocess.run([*argv, "--output", str(work / f"bare{k}")], check=True, capture_output=True)
     return time.perf_counter() - started
 
 
@@ -94,6 +98,7 @@ def refusals(flags: list[str], data: Path) -> list[tuple[str, float, int]]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data-dir", type=Path, help="where tweets.csv is (default: configured data_dir)")
+    p.add_argument("--repeat", type=int, default=3, help="drops and bare trainings (medians)")
     args = p.parse_args()
     corpus = (args.data_dir or load_settings({}).data_dir) / "tweets.csv"
     if not corpus.is_file():
@@ -101,22 +106,34 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="retraind-bench-") as tmp:
         work, data = Path(tmp), Path(tmp) / "data"
         data.mkdir()
-        rows = split(corpus, data / "a.csv", work / "b.csv")
+        header, rows = read_corpus(corpus)
+        write_csv(data / "a.csv", header, rows[0::2])
         flags = ["--repo", str(ROOT), "--data-dir", str(data), "--state-dir", str(work / "state")]
         must_succeed(flags, "set-up run over the first half")
-        bare = bare_training(corpus, work)
-        (work / "b.csv").rename(data / "b.csv")  # the drop
-        elapsed, finished, lines = must_succeed(flags, "data-drop run")
+        bare = statistics.median(bare_training(corpus, work, k) for k in range(args.repeat))
+        drops = []
+        for k in range(1, args.repeat + 1):
+            for old in data.glob("b*.csv"):
+                old.unlink()
+            write_csv(data / f"b{k}.csv", header, rows[1::2][:-k])  # the drop: new data each time
+            drops.append(must_succeed(flags, f"data-drop run {k}"))
         refused = refusals(flags, data)
-    done = [e for e in lines if e.get("event") == "stage_finished"]
-    stages = {e["stage"]: (e["duration_s"], e["summary"]) for e in done}
-    print(f"corpus: {rows:,} records; the drop adds {rows // 2:,} in a second file")
-    print(f"{'stage':<12}{'s':>8}  summary")
-    for stage, (seconds, summary) in stages.items():
-        print(f"{stage:<12}{seconds:>8.2f}  {summary[:90]}")
-    print(f"{'run':<12}{finished['duration_s']:>8.2f}  (pipeline, as the run reports it)")
-    print(f"{'process':<12}{elapsed:>8.2f}  (retraind run, start to exit)")
-    print(f"bare training on the host (same train.py, same data): {bare:.2f} s")
+    elapsed = statistics.median(e for e, _, _ in drops)
+    runs = [[e for e in lines if e.get("event") == "stage_finished"] for _, _, lines in drops]
+    summaries = {e["stage"]: e["summary"] for e in runs[-1]}
+    seconds = {
+        stage: statistics.median(e["duration_s"] for r in runs for e in r if e["stage"] == stage)
+        for stage in summaries
+    }
+    print(f"corpus: {len(rows):,} records; each drop adds about {len(rows) // 2:,} in a second file")
+    print(f"{'stage':<12}{'s':>8}  summary (times: medians of {args.repeat} drops)")
+    for stage, summary in summaries.items():
+        print(f"{stage:<12}{seconds[stage]:>8.2f}  {summary[:90]}")
+    run_s = statistics.median(f["duration_s"] for _, f, _ in drops)
+    print(f"{'run':<12}{run_s:>8.2f}  (pipeline, as the run reports it)")
+    each = ", ".join(f"{e:.2f}" for e, _, _ in drops)
+    print(f"{'process':<12}{elapsed:>8.2f}  (retraind run, start to exit; each: {each})")
+    print(f"bare training on the host (same train.py, same data, median of {args.repeat}): {bare:.2f} s")
     for name, seconds, code in refused:
         verdict = "PASS" if code == 3 and seconds <= REFUSAL_TARGET_S else "FAIL"
         print(f"refusing a broken drop ({name}): {seconds:.2f} s, exit {code}: {verdict} (target <= 5 s)")
