@@ -92,6 +92,17 @@ def build_inputs(root: Path, containerfile: Path) -> dict[str, str]:
     return dict(sorted(inputs.items()))
 
 
+def built_id(job: BuildJob) -> str | None:
+    """The image ID `podman build --iidfile` wrote ("sha256:<hex>"), as `podman image inspect`
+    prints it (the hex alone): one inspect less, 0.04 s of every build."""
+    try:
+        text = job.iidfile.read_text(encoding="ascii").strip() if job.iidfile is not None else ""
+    except (OSError, UnicodeDecodeError):
+        return None
+    digest = text.removeprefix("sha256:")
+    return digest if len(digest) == 64 and all(c in "0123456789abcdef" for c in digest) else None
+
+
 class Build:
     name = NAME
 
@@ -127,7 +138,7 @@ class Build:
         result = ports.containers.build(job, log)
         if result.returncode != 0:
             raise StageFailedError(NAME, result.returncode, f"{result.tail(8)}\n(full log: {log})")
-        image_id = ports.containers.image_id(job.tag)
+        image_id = built_id(job) or ports.containers.image_id(job.tag)
         if image_id is None:
             raise InfrastructureError(f"podman built {job.tag} but cannot inspect it")
         versions, environment, tests, contract = self._inspect(ctx, ports, image_id)

@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 'use strict';
-/** Golden vectors for cleanAndTokenize: the inputs here, the JS results in data/golden/textclean.json. */
+/** Golden vectors for cleanAndTokenize: the inputs here, the JS results in golden/textclean.json. */
 
 const fs = require('fs');
 const path = require('path');
 const { cleanAndTokenize } = require('./textclean');
 
-const GOLDEN_PATH = path.join(__dirname, '..', 'data', 'golden', 'textclean.json');
+const GOLDEN_PATH = path.join(__dirname, 'golden', 'textclean.json');
 
 // Only characters from Unicode 13 or older, so that Node 18/20 and Python 3.11+ share their properties.
 const TEXTS = [

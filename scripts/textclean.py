@@ -1,7 +1,7 @@
 """Python port of scripts/textclean.js `cleanAndTokenize`: the cleaning a served model applies.
 
 The model is fitted on the tokens the Node preprocessing wrote and serves raw text through this
-port, so the two must agree exactly (golden vectors in data/golden/ are checked by Jest and pytest,
+port, so the two must agree exactly (golden vectors in scripts/golden/ are checked by Jest and pytest,
 and a test sweeps every BMP code point through both). Semantics: `toLowerCase()`, strip everything
 but letters and numbers (general category L* or N*) and JavaScript whitespace, split on runs of
 that whitespace, drop the stop words. Both implementations read the character classes from

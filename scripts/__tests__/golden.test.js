@@ -6,7 +6,7 @@ const { TEXTS, GOLDEN_PATH, goldenCases, serialize } = require('../golden');
 
 const golden = JSON.parse(fs.readFileSync(GOLDEN_PATH, 'utf8'));
 
-describe('golden vectors (data/golden/textclean.json)', () => {
+describe('golden vectors (golden/textclean.json)', () => {
   test('cover the listed inputs, in order', () => {
     expect(golden.map((c) => c.text)).toEqual(TEXTS);
     expect(golden.length).toBeGreaterThanOrEqual(40);

@@ -164,3 +164,15 @@ def test_what_an_image_holds_is_asked_once_per_image_even_by_forced_runs(ctx: Ru
     assert run(ctx, "r3", containers(), None).results["build"].outputs["environment"] == {
         "debian": []
     }  # without a cache, asked every time
+
+
+def test_the_built_image_id_is_read_from_the_iidfile_as_podman_inspect_prints_it(tmp_path: Path) -> None:
+    from daemon.podman import BuildJob
+    from handlers.build import built_id
+
+    job = BuildJob(tmp_path, tmp_path / "Containerfile", tag="t", iidfile=tmp_path / "id")
+    assert built_id(job) is None  # not written: podman image inspect answers instead
+    (tmp_path / "id").write_text("sha256:" + "ab" * 32)
+    assert built_id(job) == "ab" * 32
+    (tmp_path / "id").write_text("sha256:short")
+    assert built_id(job) is None

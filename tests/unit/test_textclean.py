@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 import textclean  # noqa: E402
 
-GOLDEN = json.loads((ROOT / "data/golden/textclean.json").read_text(encoding="utf-8"))
+GOLDEN = json.loads((ROOT / "scripts/golden/textclean.json").read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize("case", GOLDEN, ids=[repr(c["text"])[:40] for c in GOLDEN])
