@@ -2,6 +2,11 @@
 over the full corpus replicated to about 380,000 rows, beside pandas `read_csv` plus the equivalent
 string operations (lowercase, strip, split, stop words, label counts, empties) on the same file.
 
+It also measures both ways of running the gate's work that the pipeline can choose between: three
+processes (`check-data.js`, `preprocess.js`, then `parity.py` over the written file: what an image
+of stage contract 1 gets, in three containers) against one (`gate.js`: the checks, then the
+preprocessing with the parity check fed through a pipe on the other core), and prints the ratio.
+
 The last line is PASS or FAIL against issue 15's target: validate + preprocess at least as many rows
 per second as pandas (a ratio >= 1.00x), both measured in this run.
 
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import subprocess
 import sys
 import tempfile
@@ -43,7 +49,10 @@ def replicate(corpus: Path, copies: int, target: Path) -> int:
 
 def timed(argv: list[str]) -> float:
     started = time.perf_counter()
-    subprocess.run(argv, check=True, capture_output=True)
+    # parity.py under this venv's Python, wherever gate.js starts it
+    subprocess.run(
+        argv, check=True, capture_output=True, env={**os.environ, "RETRAIND_PYTHON": sys.executable}
+    )
     return time.perf_counter() - started
 
 
@@ -84,6 +93,12 @@ def main() -> None:
         preprocess_s = timed(
             ["node", str(scripts / "preprocess.js"), "--output", f"{tmp}/out.jsonl", str(big)]
         )
+        parity = [str(scripts / "parity.py"), "--input", f"{tmp}/out.jsonl", "--report", f"{tmp}/parity.json"]
+        parity_s = timed([sys.executable, *parity])
+        gate = ["--report", f"{tmp}/gate.json", "--max-duplicate-share", "1", "--output", f"{tmp}/gate.jsonl"]
+        gate_s = timed(
+            ["node", str(scripts / "gate.js"), *gate, "--parity", f"{tmp}/gate-parity.json", str(big)]
+        )
         pandas_s = pandas_equivalent(big)
     ours = validate_s + preprocess_s
     print(f"{rows:,} rows ({args.copies} copies of the corpus), {big.name}")
@@ -92,9 +107,14 @@ def main() -> None:
         ("check-data.js (validate)", validate_s),
         ("preprocess.js", preprocess_s),
         ("validate + preprocess", ours),
+        ("parity.py over the written file", parity_s),
+        ("three processes: the above", ours + parity_s),
+        ("one process: gate.js (parity piped)", gate_s),
         ("pandas read_csv + string ops", pandas_s),
     ):
         print(f"{name:<40}{seconds:>9.2f}{rows / seconds:>12,.0f}")
+    one_over_three = gate_s / (ours + parity_s)
+    print(f"one process / three processes: {one_over_three:.2f}x the time (container starts not counted)")
     print(f"validate + preprocess / pandas: {ours / pandas_s:.2f}x the time")
     ratio = pandas_s / ours
     verdict = "PASS" if ratio >= TARGET_RATIO else "FAIL"

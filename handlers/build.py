@@ -26,13 +26,14 @@ LOCKFILES = {"python": "requirements.lock", "node": "scripts/package-lock.json"}
 IGNORE_FILES = (".containerignore", ".dockerignore")  # podman reads the first that exists
 
 
-def build_job(ctx: RunContext) -> BuildJob:
+def build_job(ctx: RunContext, base: str) -> BuildJob:
+    """`base`: the base image's ID, the one the cache key names (or its name, not pulled yet)."""
     s = ctx.settings
     return BuildJob(
         context=ctx.git.workdir,
         containerfile=ctx.git.workdir / s.containerfile,
         tag=f"{s.image}:latest",
-        build_args={"BASE_IMAGE": s.base_image},
+        build_args={"BASE_IMAGE": base},
         iidfile=ctx.stage_dir(NAME) / "image.id",
         no_cache=s.no_cache,
         timeout_s=s.build_timeout_s,
@@ -124,6 +125,7 @@ class Build:
         return known and ports.containers.image_id(str(outputs["image_id"])) is not None
 
     def _base_id(self, ctx: RunContext, ports: Ports) -> str:
+        """The base image's ID: the build starts from that very image (the tag could move)."""
         base = ctx.settings.base_image
         base_id = ports.containers.image_id(base)
         check_pin(ctx.settings, base_id)  # a runner pinned to a team's base builds on nothing else
@@ -133,7 +135,7 @@ class Build:
 
     def run(self, ctx: RunContext, ports: Ports) -> StageResult:
         base_id = self._base_id(ctx, ports)
-        job = build_job(ctx)
+        job = build_job(ctx, base_id)
         log = ctx.stage_dir(NAME) / "build.log"
         result = ports.containers.build(job, log)
         if result.returncode != 0:

@@ -187,6 +187,13 @@ def test_missing_base_image_says_how_to_build_it(ctx: RunContext) -> None:
     assert outcome.exit_code == 78 and "tools/base-image.sh" in str(outcome.error)
 
 
+def test_the_build_starts_from_the_base_image_id_its_cache_key_names(ctx: RunContext) -> None:
+    fake = containers()
+    outcome = run_stages(ctx, list(STAGES.values()), Ports(fake, FakeTracker()), RecordingReporter())
+    assert fake.built[0].build_args["BASE_IMAGE"] == "sha256:base"  # not the tag, which could move
+    assert outcome.results["build"].outputs["base_image_id"] == "sha256:base"
+
+
 def test_tracking_outage_fails_register_but_not_silently(ctx: RunContext) -> None:
     tracker = FakeTracker(fail_with=TrackingError("MLflow at http://x failed: refused"))
     outcome = run_stages(ctx, list(STAGES.values()), Ports(containers(), tracker), RecordingReporter())
