@@ -8,10 +8,23 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    make_wsgi_app,
+)
 from prometheus_client.exposition import ThreadingWSGIServer
 
 from daemon import __version__
+
+# No `*_created` samples: in the text format Prometheus keeps each as a gauge series of its own (a
+# counter's or histogram child's creation time), which no panel, rule or alert reads; with 50 runs
+# recorded they were 72 of 442 lines, and formatting their timestamps a share of every scrape. The
+# switch is prometheus_client's, for the whole process (the daemon's and `retraind run`'s export).
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Stages take from half a second (a cache hit) to hours (a big training): buckets reach 4 h.
 BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400)
