@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import secrets
+import sqlite3
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -28,6 +32,7 @@ from daemon.promotion import (
     parse_history,
     rollback_target,
 )
+from daemon.statedir import sqlite_path
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -36,10 +41,79 @@ RUN_ID_TAG = "retraind.run_id"
 MAX_REASON_CHARS = 1000  # registered-model tag values are limited (5000 characters)
 
 
+def _never_used(path: Path) -> bool:
+    """Whether the SQLite file at path holds no experiment (or no experiments table): MLflow's
+    creation of it never finished, so nothing can have been recorded in it."""
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return False  # MLflow will say what is wrong with it
+    try:
+        return int(con.execute("SELECT count(*) FROM experiments").fetchone()[0]) == 0
+    except sqlite3.OperationalError:  # no such table (or an empty file)
+        return True
+    except sqlite3.DatabaseError:
+        return False
+    finally:
+        con.close()
+
+
+def _remove_orphans(path: Path) -> None:
+    """Temporary databases of creators killed before they could remove their own."""
+    for tmp in path.parent.glob(f".{path.name}.*-*.tmp"):
+        pid = tmp.name.removeprefix(f".{path.name}.").split("-", 1)[0]
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except (ValueError, PermissionError):  # not one of ours, or another user's live process
+            continue
+
+
+def prepare_sqlite_store(tracking_uri: str) -> Path | None:
+    """Create a missing SQLite tracking database whole, or not at all.
+
+    MLflow creates one table by table (its migrations, 2-3 s), and SQLite runs that DDL outside a
+    transaction: a process killed meanwhile (the daemon's first start, kill -9, power loss) left a
+    file on which every later MLflow call failed ("table secrets already exists"). So the database
+    is made in a file of its own beside the target and hard-linked into place, which succeeds only
+    if no other process got there first (theirs is as good). A file left half-made by an older
+    version, with no experiment in it, is moved aside (`<name>.incomplete-<time>`) and made anew.
+    Returns the file moved aside, if any. Other URIs are left alone.
+    """
+    path = sqlite_path(tracking_uri)
+    if path is None:
+        return None
+    aside = None
+    if path.exists():
+        if not _never_used(path):
+            return None
+        aside = path.with_name(f"{path.name}.incomplete-{int(time.time())}")
+        os.replace(path, aside)
+        structlog.get_logger().warning(
+            "mlflow_db_moved_aside", path=str(path), to=str(aside), why="its creation never finished"
+        )
+    from mlflow.store.tracking import DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    try:
+        store = SqlAlchemyStore(f"sqlite:///{tmp}", DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH)  # type: ignore[no-untyped-call]
+        store.engine.dispose()  # every connection closed: the file is complete
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return aside
+
+
 def mlflow_client(tracking_uri: str, http_retries: int = 2, http_timeout_s: int = 20) -> Any:
     """MLflow is imported lazily: it costs seconds and most commands never need it."""
     from mlflow.tracking import MlflowClient
 
+    prepare_sqlite_store(tracking_uri)
     adopt_library_loggers()  # importing mlflow gave its loggers their own stderr handler, at INFO
     # MLflow's client retries a dead server for minutes by default; the outbox retries instead.
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(http_retries)
