@@ -26,14 +26,16 @@ LOCKFILES = {"python": "requirements.lock", "node": "scripts/package-lock.json"}
 IGNORE_FILES = (".containerignore", ".dockerignore")  # podman reads the first that exists
 
 
-def build_job(ctx: RunContext, base: str) -> BuildJob:
-    """`base`: the base image's ID, the one the cache key names (or its name, not pulled yet)."""
+def build_job(ctx: RunContext) -> BuildJob:
+    """FROM the base by its name: given its ID, buildah records a random temporary name for it in
+    the image's config (its base.name label and history), and the image ID is then no longer a
+    function of the inputs."""
     s = ctx.settings
     return BuildJob(
         context=ctx.git.workdir,
         containerfile=ctx.git.workdir / s.containerfile,
         tag=f"{s.image}:latest",
-        build_args={"BASE_IMAGE": base},
+        build_args={"BASE_IMAGE": s.base_image},
         iidfile=ctx.stage_dir(NAME) / "image.id",
         no_cache=s.no_cache,
         timeout_s=s.build_timeout_s,
@@ -125,7 +127,6 @@ class Build:
         return known and ports.containers.image_id(str(outputs["image_id"])) is not None
 
     def _base_id(self, ctx: RunContext, ports: Ports) -> str:
-        """The base image's ID: the build starts from that very image (the tag could move)."""
         base = ctx.settings.base_image
         base_id = ports.containers.image_id(base)
         check_pin(ctx.settings, base_id)  # a runner pinned to a team's base builds on nothing else
@@ -135,7 +136,7 @@ class Build:
 
     def run(self, ctx: RunContext, ports: Ports) -> StageResult:
         base_id = self._base_id(ctx, ports)
-        job = build_job(ctx, base_id)
+        job = build_job(ctx)
         log = ctx.stage_dir(NAME) / "build.log"
         result = ports.containers.build(job, log)
         if result.returncode != 0:
