@@ -33,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from daemon.config import load_settings  # noqa: E402
+from daemon.core.config import load_settings  # noqa: E402
 
 RETRAIND = str(Path(sys.executable).parent / "retraind")
 TARGET, STRETCH, REFUSAL_TARGET_S = 1.5, 1.3, 5.0

@@ -34,9 +34,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from daemon.control import request
-from daemon.errors import InfrastructureError
-from daemon.service import HEAVY_MODULES
+from daemon.adapters.control import request
+from daemon.core.errors import InfrastructureError
+from daemon.engine.service import HEAVY_MODULES
 
 ROOT = Path(__file__).resolve().parent.parent
 RETRAIND = str(Path(sys.executable).parent / "retraind")

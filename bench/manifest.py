@@ -25,8 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from daemon.manifest import RACY_WINDOW_NS, build_manifest, file_sha256  # noqa: E402
-from daemon.store import ObjectStore  # noqa: E402
+from daemon.adapters.manifest import RACY_WINDOW_NS, build_manifest  # noqa: E402
+from daemon.adapters.store import ObjectStore  # noqa: E402
+from daemon.core.inputs import file_sha256  # noqa: E402
 
 COLD_TARGET = 0.8  # cold manifest throughput / raw single-thread hashlib throughput
 SNAPSHOT_TARGET = 0.8  # cold snapshot speed / (cp, then sha256sum of the copies)

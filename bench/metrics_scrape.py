@@ -4,8 +4,8 @@ In the same run, scrapes taking turns so every endpoint sees the same load of th
 - a bare registry (one counter) behind prometheus_client's start_http_server: the baseline;
 - before issue 15: every bounded label combination pre-initialised and the `*_created` samples on,
   behind prometheus_client's WSGI app;
-- fewer series (daemon.metrics now), still behind start_http_server;
-- retraind now: fewer series behind daemon.metrics.start_metrics_server (text format, no gzip);
+- fewer series (daemon.engine.metrics now), still behind start_http_server;
+- retraind now: fewer series behind daemon.engine.metrics.start_metrics_server (text format, no gzip);
 - now, once every label combination has happened: as many series as before, the same server.
 Each is fetched as urllib asks (text format 0.0.4, no compression: the issue's figures) and, except
 the baseline, as Prometheus 2.42 asks (OpenMetrics preferred, gzip). The same 50 runs are recorded
@@ -45,8 +45,9 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from daemon.errors import CancelledError, GateRejectedError, StageFailedError
-from daemon.metrics import (
+from daemon.core.errors import CancelledError, GateRejectedError, StageFailedError
+from daemon.core.stages import StageResult
+from daemon.engine.metrics import (
     GATE_REASONS,
     LOOP_ERROR_REASONS,
     RUN_OUTCOMES,
@@ -57,9 +58,8 @@ from daemon.metrics import (
     Metrics,
     start_metrics_server,
 )
-from daemon.pipeline import PipelineOutcome
-from daemon.progress import MetricsReporter
-from handlers.base import StageResult
+from daemon.engine.pipeline import PipelineOutcome
+from daemon.engine.progress import MetricsReporter
 
 TARGET_P99_MS = 5.0
 RUNS = 50
@@ -116,7 +116,7 @@ def record_runs(metrics: Metrics, n: int, seed: int = 42) -> None:
 
 
 def every_combination(metrics: Metrics) -> None:
-    """What daemon.metrics pre-initialised before issue 15: every bounded label combination."""
+    """What daemon.engine.metrics pre-initialised before issue 15: every bounded label combination."""
     for stage, outcome in itertools.product(STAGES, STAGE_OUTCOMES):
         metrics.stage_duration.labels(stage, outcome)
     for outcome in RUN_OUTCOMES:
@@ -139,7 +139,7 @@ def scrape(url: str, headers: dict[str, str]) -> tuple[float, int]:
 
 
 def serve(registry: CollectorRegistry, daemon_server: bool, created: bool = False) -> str:
-    """created: with the `*_created` samples daemon.metrics turns off (as before issue 15). The
+    """created: with the `*_created` samples daemon.engine.metrics turns off (as before issue 15). The
     switch is global, so it is on only while that server renders; the scrapes take turns."""
     port = free_port()
     if daemon_server:  # text format always, uncompressed

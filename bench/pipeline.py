@@ -23,11 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from daemon.adapters.logs import configure_logging  # noqa: E402
 from daemon.app import run_once  # noqa: E402
-from daemon.config import load_settings  # noqa: E402
-from daemon.logs import configure_logging  # noqa: E402
-from daemon.pipeline import PipelineOutcome  # noqa: E402
-from daemon.progress import LogReporter  # noqa: E402
+from daemon.core.config import load_settings  # noqa: E402
+from daemon.engine.pipeline import PipelineOutcome  # noqa: E402
+from daemon.engine.progress import LogReporter  # noqa: E402
 
 TARGET = 1.6
 

@@ -29,7 +29,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from daemon.config import load_settings  # noqa: E402
+from daemon.core.config import load_settings  # noqa: E402
 
 STOP_WORDS = {"a", "an", "the", "is", "in", "on", "at"}
 TARGET_RATIO = 1.0

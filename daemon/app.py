@@ -1,7 +1,7 @@
 """Composition root: the one place that builds the real adapters and wires a run together.
 
 One-shot flow (`retraind run`):  git + data manifest -> build -> validate -> preprocess -> train
--> register, each stage a handler in handlers/registry.py, run by daemon.pipeline.run_stages.
+-> register, each stage a handler in handlers/registry.py, run by daemon.engine.pipeline.run_stages.
 """
 
 from __future__ import annotations
@@ -20,22 +20,27 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from prometheus_client import CollectorRegistry
 
-from daemon.champion import ChampionProbe
-from daemon.config import Settings
-from daemon.control import ControlServer
-from daemon.errors import ConfigError, RetraindError
-from daemon.gitinfo import Pygit2Reader
-from daemon.journal import Journal
-from daemon.metrics import Metrics, start_metrics_server
-from daemon.notify import Notifier
-from daemon.outbox import Outbox
-from daemon.params import load_params
-from daemon.pipeline import PipelineOutcome, Reporter, run_stages
-from daemon.podman import PodmanCli
-from daemon.progress import Fanout, WarmUpReporter
-from daemon.promotion import GatePolicy
-from daemon.registry import MlflowRegistry, preload_mlflow
-from daemon.retention import (
+from daemon.adapters.champion import ChampionProbe
+from daemon.adapters.control import ControlServer
+from daemon.adapters.gitinfo import Pygit2Reader
+from daemon.adapters.notify import Notifier
+from daemon.adapters.podman import PodmanCli
+from daemon.adapters.registry import MlflowRegistry, preload_mlflow
+from daemon.adapters.snapshot import object_store, scan, take_snapshot
+from daemon.adapters.tracking import MlflowTracker
+from daemon.adapters.watch import RawEvent, Watcher
+from daemon.core.config import Settings
+from daemon.core.errors import ConfigError, RetraindError
+from daemon.core.params import load_params
+from daemon.core.promotion import GatePolicy
+from daemon.core.stages import Ports, RunContext, Stage
+from daemon.engine.metrics import Metrics, start_metrics_server
+from daemon.engine.pipeline import PipelineOutcome, Reporter, run_stages
+from daemon.engine.progress import Fanout, WarmUpReporter
+from daemon.engine.service import Hooks, Service
+from daemon.state.journal import Journal
+from daemon.state.outbox import Outbox
+from daemon.state.retention import (
     Collected,
     collect,
     registered_runs,
@@ -43,12 +48,7 @@ from daemon.retention import (
     remove_run_dir,
     tree_bytes,
 )
-from daemon.service import Hooks, Service
-from daemon.snapshot import object_store, scan, take_snapshot
-from daemon.stagecache import JournalStageCache
-from daemon.tracking import MlflowTracker
-from daemon.watch import RawEvent, Watcher
-from handlers.base import Ports, RunContext, Stage
+from daemon.state.stagecache import JournalStageCache
 from handlers.registry import STAGES
 from handlers.validate import advance_reference
 
@@ -136,7 +136,7 @@ def run_once(
 def collect_garbage(
     settings: Settings, journal: Journal, dry_run: bool = False, ask_registry: bool = True
 ) -> Collected:
-    """Retention with the champion's and challenger's runs pinned (daemon/retention.py)."""
+    """Retention with the champion's and challenger's runs pinned (daemon/state/retention.py)."""
 
     def aliased_runs() -> set[str]:
         rows = MlflowRegistry(settings.tracking_uri).versions(settings.model_name)

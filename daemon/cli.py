@@ -15,8 +15,9 @@ from typing import Any, NoReturn
 
 import structlog
 
-from daemon import __version__, base_command, model_commands
-from daemon.errors import EXIT_CONFIG, EXIT_CRASH, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_OK, RetraindError
+from daemon import __version__
+from daemon.commands import base_command, model_commands
+from daemon.core.errors import EXIT_CONFIG, EXIT_CRASH, EXIT_INFRA, EXIT_INTERRUPTED, EXIT_OK, RetraindError
 
 DESCRIPTION = "Deterministic retraining in rootless Podman, recorded in MLflow."
 EXIT_CODES_HELP = """exit codes:
@@ -131,7 +132,7 @@ def entry() -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     json_lines = args.json or not sys.stdout.isatty()
-    from daemon.logs import configure_logging
+    from daemon.adapters.logs import configure_logging
 
     configure_logging(json_lines=json_lines)
     log = structlog.get_logger()
@@ -164,8 +165,8 @@ def _settings(args: argparse.Namespace, *, inputs: bool = False) -> Any:
 
     The state directory is made private here, before anything writes to it.
     """
-    from daemon.config import check_inputs, load_settings
-    from daemon.statedir import secure_state
+    from daemon.adapters.statedir import secure_state
+    from daemon.core.config import check_inputs, load_settings
 
     cli = {k: getattr(args, k, None) for k in SETTING_FLAGS}
     settings = load_settings(cli, config_file=args.config)
@@ -194,9 +195,9 @@ def _run(args: argparse.Namespace, json_lines: bool) -> int:
     from prometheus_client import CollectorRegistry
 
     from daemon.app import new_run_id, remove_run_containers, run_once
-    from daemon.metrics import Metrics, export_oneshot
-    from daemon.progress import ConsoleReporter, Fanout, LogReporter, MetricsReporter
-    from daemon.retention import tree_bytes
+    from daemon.engine.metrics import Metrics, export_oneshot
+    from daemon.engine.progress import ConsoleReporter, Fanout, LogReporter, MetricsReporter
+    from daemon.state.retention import tree_bytes
 
     settings = _settings(args, inputs=True)
     registry = CollectorRegistry()
@@ -233,7 +234,7 @@ def _watch(args: argparse.Namespace, json_lines: bool) -> int:
 
     settings = _settings(args, inputs=True)
     if settings.journal_stream and json_lines:
-        from daemon.logs import configure_logging
+        from daemon.adapters.logs import configure_logging
 
         configure_logging(json_lines=True, syslog_prefix=True)
     lock = hold_daemon_lock(settings.state_dir)
@@ -248,7 +249,7 @@ def _watch(args: argparse.Namespace, json_lines: bool) -> int:
 
 
 def _trigger(args: argparse.Namespace, json_lines: bool) -> int:
-    from daemon.control import request
+    from daemon.adapters.control import request
 
     settings = _settings(args)
     asked = {"cmd": "trigger", "who": getpass.getuser(), "force": args.force}
@@ -258,7 +259,7 @@ def _trigger(args: argparse.Namespace, json_lines: bool) -> int:
 
 
 def _status(args: argparse.Namespace, json_lines: bool) -> int:
-    from daemon.status import collect_status, render_status
+    from daemon.commands.status import collect_status, render_status
 
     status = collect_status(_settings(args), args.n)
     print(json.dumps(status) if json_lines else render_status(status))  # one line: jq and log lines mix
@@ -268,7 +269,7 @@ def _status(args: argparse.Namespace, json_lines: bool) -> int:
 def _doctor(args: argparse.Namespace, json_lines: bool) -> int:
     from dataclasses import asdict
 
-    from daemon.doctor import diagnose, render
+    from daemon.commands.doctor import diagnose, render
 
     checks = diagnose(_settings(args))
     print(json.dumps([asdict(c) for c in checks]) if json_lines else render(checks))
@@ -277,7 +278,7 @@ def _doctor(args: argparse.Namespace, json_lines: bool) -> int:
 
 def _gc(args: argparse.Namespace, json_lines: bool) -> int:
     from daemon.app import collect_garbage
-    from daemon.journal import Journal
+    from daemon.state.journal import Journal
 
     settings = _settings(args)
     journal = Journal.open(settings.state_dir / "journal.db")
@@ -305,7 +306,7 @@ def _gc(args: argparse.Namespace, json_lines: bool) -> int:
 
 
 def _install_service(args: argparse.Namespace, json_lines: bool) -> int:
-    from daemon.install import install_service
+    from daemon.commands.install import install_service
 
     project = Path(__file__).resolve().parent.parent
     target, steps = install_service(project, Path.home())

@@ -4,116 +4,18 @@ from __future__ import annotations
 
 import json
 import platform
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from daemon.config import Settings
-from daemon.errors import InfrastructureError
-from daemon.gitinfo import GitInfo
-from daemon.manifest import Manifest
-from daemon.params import TrainParams
-from daemon.podman import BuildJob, ContainerJob, Mount, is_podman_failure
-from daemon.proc import CmdResult
-from daemon.tracking import Registration, RunRecord
+from daemon.core.config import Settings
+from daemon.core.errors import InfrastructureError
+from daemon.core.jobs import CmdResult, ContainerJob, Mount, is_podman_failure
+from daemon.core.stages import Ports, RunContext
 
 SCRIPTS = "/opt/retraind/scripts"  # where the Containerfile puts scripts/
 # The stage contract from which the image's scripts have gate.js and preprocess.js --parity
 # (scripts/image_versions.py STAGE_CONTRACT); older images get one container per script.
 GATE_CONTRACT = 2
-
-
-class ContainerRunner(Protocol):
-    def build(self, job: BuildJob, log_path: Path) -> CmdResult: ...
-    def run(self, job: ContainerJob, log_path: Path) -> CmdResult: ...
-    def image_id(self, ref: str) -> str | None: ...
-    def stop_labelled(self, label: str, stop_timeout_s: float) -> list[str]: ...
-
-
-class Tracker(Protocol):
-    def record(self, run: RunRecord, model_name: str) -> Registration: ...
-    def end_interrupted(self, retraind_run_id: str, reason: str) -> list[str]: ...
-
-
-class Outbox(Protocol):
-    def put(self, run_id: str, record: RunRecord, model_name: str, error: str) -> None: ...
-    def backlog(self) -> int: ...
-    def due(self, force: bool = False) -> list[tuple[str, str, int]]: ...
-    def flush(self, tracker: Any, force: bool = False) -> list[Any]: ...
-
-
-@dataclass(frozen=True)
-class StageResult:
-    stage: str
-    summary: str  # one line for the person watching
-    outputs: Mapping[str, Any] = field(default_factory=dict)  # JSON-serialisable: the stage cache keeps it
-    cache_key: str = ""  # hash of exactly what the stage read (daemon/cachekeys.py)
-    cached_from: str = ""  # the run whose result this is, when the stage cache answered
-
-
-@dataclass(frozen=True)
-class CacheEntry:
-    run_id: str
-    summary: str
-    outputs: Mapping[str, Any]
-
-
-class StageCache(Protocol):
-    def lookup(self, stage: str, key: str) -> CacheEntry | None: ...
-    def store(self, stage: str, key: str, run_id: str, result: StageResult) -> None: ...
-
-
-@dataclass(frozen=True)
-class Ports:
-    """The outside world, as the handlers see it."""
-
-    containers: ContainerRunner
-    tracker: Tracker
-    outbox: Outbox | None = None  # without one, a tracking outage fails the register stage
-    cache: StageCache | None = None  # without one, every stage runs
-
-
-@dataclass(frozen=True)
-class RunContext:
-    run_id: str
-    run_dir: Path
-    settings: Settings
-    git: GitInfo
-    manifest: Manifest
-    params: TrainParams = field(default_factory=TrainParams)
-    results: Mapping[str, StageResult] = field(default_factory=dict)
-
-    @property
-    def snapshot_dir(self) -> Path:
-        """Hard links to the store objects the manifest names (daemon/snapshot.py)."""
-        return self.run_dir / "data"
-
-    def stage_dir(self, stage: str) -> Path:
-        path = self.run_dir / stage
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def output(self, stage: str, key: str) -> Any:
-        return self.results[stage].outputs[key]
-
-    def speaks(self, contract: int) -> bool:
-        """Whether the image this run built offers the stage contract `contract` (see SCRIPTS)."""
-        return int(self.results["build"].outputs.get("contract", 1)) >= contract
-
-
-class Stage(Protocol):
-    name: str
-
-    def cache_key(self, ctx: RunContext, ports: Ports) -> str:
-        """Hash of exactly what the stage reads; the results of earlier stages are in ctx."""
-        ...
-
-    def reusable(self, outputs: Mapping[str, Any], ports: Ports) -> bool:
-        """Whether a cached result's outputs still exist (an image, a directory)."""
-        ...
-
-    def run(self, ctx: RunContext, ports: Ports) -> StageResult: ...
 
 
 def container_job(

@@ -11,13 +11,14 @@ from typing import Any
 
 import pathspec
 
-from daemon.baseimage import check_pin
-from daemon.cachekeys import copied_sources, ignore_patterns, stage_key
-from daemon.environment import content_sha256, this_host
-from daemon.errors import ConfigError, InfrastructureError, StageFailedError
-from daemon.manifest import file_sha256
-from daemon.podman import BuildJob, ContainerJob
-from handlers.base import SCRIPTS, Ports, RunContext, StageResult, run_checked
+from daemon.core.baseimage import check_pin
+from daemon.core.cachekeys import copied_sources, ignore_patterns, stage_key
+from daemon.core.environment import content_sha256, this_host
+from daemon.core.errors import ConfigError, InfrastructureError, StageFailedError
+from daemon.core.inputs import file_sha256
+from daemon.core.jobs import BuildJob, ContainerJob
+from daemon.core.stages import Ports, RunContext, StageResult
+from handlers.base import SCRIPTS, run_checked
 
 NAME = "build"
 # The stage cache's entries for what an image holds (image_versions.py's document), keyed by image ID.
@@ -184,7 +185,7 @@ class Build:
         digest of those files, so an image is asked once and the answer kept in the stage cache
         under its ID, even by a `--force` run: a forced run rebuilds, and a rebuild with the same
         inputs gives the same ID, hence the same files. (The host's part is added afresh by every
-        stage; see daemon/environment.py.)
+        stage; see daemon/core/environment.py.)
         """
         if ports.cache is not None and (known := ports.cache.lookup(INSPECTED, image_id)) is not None:
             return dict(known.outputs)

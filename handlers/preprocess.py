@@ -17,15 +17,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from daemon.cachekeys import stage_key
-from daemon.errors import GateRejectedError, StageFailedError
-from daemon.podman import Mount
+from daemon.core.cachekeys import stage_key
+from daemon.core.errors import GateRejectedError, StageFailedError
+from daemon.core.jobs import Mount
+from daemon.core.stages import Ports, RunContext, StageResult
 from handlers.base import (
     GATE_CONTRACT,
     SCRIPTS,
-    Ports,
-    RunContext,
-    StageResult,
     container_job,
     data_mounts,
     data_paths,

@@ -11,14 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from daemon import __version__
-from daemon.cachekeys import stage_key
-from daemon.environment import SHA256_TAG, environment_document, this_host
-from daemon.errors import RetraindError, TrackingError
-from daemon.tracking import Registration, RunRecord
-from handlers.base import Ports, RunContext, StageResult, blas_env
+from daemon.core.cachekeys import stage_key
+from daemon.core.environment import SHA256_TAG, environment_document, this_host
+from daemon.core.errors import RetraindError, TrackingError
+from daemon.core.records import RunRecord
+from daemon.core.registration import KEY_TAG, registered
+from daemon.core.stages import Ports, RunContext, StageResult
+from handlers.base import blas_env
 
 NAME = "register"
-KEY_TAG = "retraind.cache_key.register"  # lets a registration sent later from the outbox fill the cache
 # train.py's identity.json keys -> the run tags that carry them (`retraind reproduce` compares these)
 IDENTITY_TAGS = {"model_sha256": "retraind.model.sha256", "predictions_sha256": "retraind.predictions.sha256"}
 
@@ -135,20 +136,6 @@ class Register:
                 {"mlflow_run_id": None, "model_version": None, "champion": False, "queued": True},
             )
         return registered(reg, ctx.settings.model_name)
-
-
-def registered(reg: Registration, model_name: str) -> StageResult:
-    """The stage's result for a registration, whether made now or delivered later by the outbox."""
-    challenger = f" (challenger: {reg.promoted_reason})" if reg.promoted_reason else ""
-    alias = " (champion)" if reg.champion else challenger
-    summary = f"MLflow run {reg.run_id[:8]}, {model_name} v{reg.model_version}{alias}"
-    outputs = {
-        "mlflow_run_id": reg.run_id,
-        "model_version": reg.model_version,
-        "champion": reg.champion,
-        "queued": False,
-    }
-    return StageResult(NAME, summary, outputs)
 
 
 STAGE = Register()

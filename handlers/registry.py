@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from daemon.core.stages import Stage
 from handlers import build, preprocess, register, train, validate
-from handlers.base import Stage
 
 STAGES: dict[str, Stage] = {
     build.NAME: build.STAGE,

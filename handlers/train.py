@@ -6,21 +6,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from daemon.cachekeys import stage_key
-from daemon.config import Settings
-from daemon.environment import this_host
-from daemon.errors import ConfigError, StageFailedError
-from daemon.podman import Mount
-from handlers.base import (
-    SCRIPTS,
-    Ports,
-    RunContext,
-    StageResult,
-    blas_env,
-    container_job,
-    read_json,
-    run_checked,
-)
+from daemon.core.cachekeys import stage_key
+from daemon.core.config import Settings
+from daemon.core.environment import this_host
+from daemon.core.errors import ConfigError, StageFailedError
+from daemon.core.jobs import Mount
+from daemon.core.stages import Ports, RunContext, StageResult
+from handlers.base import SCRIPTS, blas_env, container_job, read_json, run_checked
 from handlers.preprocess import OUTPUT
 
 NAME = "train"

@@ -21,21 +21,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from daemon.cachekeys import stage_key
-from daemon.config import Settings
-from daemon.errors import GateRejectedError, StageFailedError
-from daemon.podman import Mount
-from handlers.base import (
-    GATE_CONTRACT,
-    Ports,
-    RunContext,
-    StageResult,
-    container_job,
-    data_mounts,
-    data_paths,
-    read_json,
-    run_checked,
-)
+from daemon.core.cachekeys import stage_key
+from daemon.core.config import Settings
+from daemon.core.errors import GateRejectedError, StageFailedError
+from daemon.core.jobs import Mount
+from daemon.core.stages import Ports, RunContext, StageResult
+from handlers.base import GATE_CONTRACT, container_job, data_mounts, data_paths, read_json, run_checked
 
 NAME = "validate"
 REFERENCE = "drift-reference.json"

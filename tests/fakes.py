@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from daemon.errors import RetraindError
-from daemon.podman import BuildJob, ContainerJob
-from daemon.proc import CmdResult
-from daemon.tracking import Registration, RunRecord
-from handlers.base import CacheEntry, StageResult
+from daemon.core.errors import RetraindError
+from daemon.core.jobs import BuildJob, CmdResult, ContainerJob
+from daemon.core.records import Registration, RunRecord
+from daemon.core.stages import CacheEntry, StageResult
 
 Script = Callable[[ContainerJob], CmdResult]
 

@@ -14,8 +14,8 @@ import pygit2
 import pytest
 
 from daemon.app import run_once
-from daemon.config import Settings, load_settings
-from daemon.pipeline import PipelineOutcome
+from daemon.core.config import Settings, load_settings
+from daemon.engine.pipeline import PipelineOutcome
 from tests.conftest import IN_CI, ROOT, require_tool
 from tests.fakes import RecordingReporter
 from tests.integration.services import mlflow_server, postgres, prometheus  # noqa: F401  (fixtures)

@@ -15,9 +15,9 @@ from typing import Any
 
 import pygit2
 
-from daemon.control import request
-from daemon.errors import InfrastructureError
-from daemon.journal import Journal, RunRow
+from daemon.adapters.control import request
+from daemon.core.errors import InfrastructureError
+from daemon.state.journal import Journal, RunRow
 from tests.integration.services import free_port
 
 RETRAIND = str(Path(sys.executable).parent / "retraind")

@@ -8,11 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from daemon.registry import CHAMPION
+from daemon.adapters.registry import CHAMPION
 
 ASK = (
     "import json, sys;"
-    "from daemon.champion import ChampionProbe;"
+    "from daemon.adapters.champion import ChampionProbe;"
     "f1 = ChampionProbe(sys.argv[1]).champion_f1('probe-model');"
     "print(json.dumps({'f1': f1, 'mlflow_loaded': 'mlflow' in sys.modules}))"
 )

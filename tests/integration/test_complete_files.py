@@ -15,8 +15,8 @@ import pytest
 from watchdog.observers import Observer, ObserverType
 from watchdog.observers.polling import PollingObserver
 
-from daemon.debounce import Cause, Debouncer, FileState, PipelineEvent
-from daemon.watch import RawEvent, Watcher
+from daemon.adapters.watch import RawEvent, Watcher
+from daemon.core.debounce import Cause, Debouncer, FileState, PipelineEvent
 
 QUIET_S = 1.0
 CHUNK = "sentiment,text\n" + "positive,a line of a data file that is written in chunks\n" * 100

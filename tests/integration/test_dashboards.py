@@ -434,8 +434,8 @@ def test_label_matchers_use_contract_labels_and_values() -> None:
 
 
 def test_daemon_registry_exposes_every_metric_used() -> None:
-    """Compare the names the dashboards and alerts read with what daemon.metrics registers."""
-    metrics = pytest.importorskip("daemon.metrics")
+    """Compare the names the dashboards and alerts read with what daemon.engine.metrics registers."""
+    metrics = pytest.importorskip("daemon.engine.metrics")
     from prometheus_client import CollectorRegistry
 
     registry = CollectorRegistry()
@@ -464,7 +464,7 @@ def test_daemon_registry_labels_match_the_contract() -> None:
     """Label names as the daemon exposes them at start; the values it starts with are contract values,
     and its bounded enums are the contract's (issue 15: only series read before their first event start
     at 0, the others appear when they happen)."""
-    metrics = pytest.importorskip("daemon.metrics")
+    metrics = pytest.importorskip("daemon.engine.metrics")
     from prometheus_client import CollectorRegistry
 
     registry = CollectorRegistry()

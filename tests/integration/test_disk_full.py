@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from daemon.errors import InfrastructureError
-from daemon.heldwrites import HeldWrites
-from daemon.journal import Journal
-from daemon.nospace import is_no_space
+from daemon.adapters.heldwrites import HeldWrites
+from daemon.core.errors import InfrastructureError
+from daemon.core.nospace import is_no_space
+from daemon.state.journal import Journal
 from tests.integration.conftest import committed_copy
 from tests.integration.daemon_harness import RETRAIND, Daemon
 from tests.integration.test_daemon import drop
@@ -131,7 +131,7 @@ def test_a_full_disk_fails_the_run_not_the_daemon_which_recovers_when_space_retu
         drop(tmp_path / "data", "sample.csv")
         (failed,) = daemon.wait_idle(1)  # the half export is removed, so the failure itself is journalled
         assert failed.status == "failed" and "no space left on device" in (failed.error or ""), failed
-        assert daemon.proc is not None and daemon.proc.poll() is None  # still up
+        assert daemon.adapters.proc is not None and daemon.adapters.proc.poll() is None  # still up
         assert gauge(daemon, "retraind_state_no_space") == 1
         assert not (tmpfs_state / "runs" / failed.run_id).exists()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RETRAIND_", "MLFLOW_"))}

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from daemon.environment import SHA256_TAG, content_sha256
+from daemon.core.environment import SHA256_TAG, content_sha256
 from tests.integration.conftest import RunPipeline, committed_copy, make_settings
 
 pytestmark = pytest.mark.podman

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import load_settings
+from daemon.core.config import load_settings
 from tests.conftest import IN_CI
 from tests.integration.conftest import RunPipeline, make_settings
 

@@ -42,9 +42,9 @@ def parse_lines(text: str, stream: str) -> list[dict[str, Any]]:
 def test_recording_on_an_mlflow_server_prints_only_json(tmp_path: Path, mlflow_server: MlflowServer) -> None:
     script = (
         "import structlog\n"
-        "from daemon.logs import configure_logging\n"
+        "from daemon.adapters.logs import configure_logging\n"
         "configure_logging(json_lines=True)\n"
-        "from daemon.tracking import MlflowTracker, RunRecord\n"
+        "from daemon.adapters.tracking import MlflowTracker, RunRecord\n"
         "record = RunRecord('json-stdout', 'r1', 'FINISHED', {'seed': '1'},\n"
         "                   {'f1_score_weighted': 0.5},\n"
         f"                   {{'retraind.run_id': 'json-{secrets.token_hex(4)}'}})\n"

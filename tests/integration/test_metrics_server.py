@@ -1,4 +1,4 @@
-"""The real Prometheus scrapes daemon.metrics.start_metrics_server, which answers its OpenMetrics and
+"""The real Prometheus scrapes daemon.engine.metrics.start_metrics_server, which answers its OpenMetrics and
 gzip Accept headers in uncompressed text format 0.0.4 (issue 15: 40% of the cost of a scrape)."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import socket
 
 from prometheus_client import CollectorRegistry
 
-from daemon.metrics import STAGES, Metrics, start_metrics_server
-from daemon.pipeline import PipelineOutcome
-from daemon.progress import MetricsReporter
-from handlers.base import StageResult
+from daemon.core.stages import StageResult
+from daemon.engine.metrics import STAGES, Metrics, start_metrics_server
+from daemon.engine.pipeline import PipelineOutcome
+from daemon.engine.progress import MetricsReporter
 from tests.integration.services import StartPrometheus
 
 

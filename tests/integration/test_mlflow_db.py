@@ -10,9 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-from daemon.registry import mlflow_client, prepare_sqlite_store
+from daemon.adapters.registry import mlflow_client, prepare_sqlite_store
 
-CREATE = "import sys; from daemon.registry import prepare_sqlite_store; prepare_sqlite_store(sys.argv[1])"
+CREATE = (
+    "import sys; from daemon.adapters.registry import prepare_sqlite_store; prepare_sqlite_store(sys.argv[1])"
+)
 
 
 def experiments(path: Path) -> int:
@@ -41,7 +43,7 @@ def test_a_creator_killed_at_any_moment_leaves_no_database_or_a_whole_one(tmp_pa
         assert not db.exists() or experiments(db) == 1, grown  # never half made
         db.unlink(missing_ok=True)
     prepare_sqlite_store(uri)  # the next creator, after all those kills, makes it whole
-    assert experiments(db) == 1
+    assert experiments(db) == 1 and oct(db.stat().st_mode & 0o777) == "0o600"  # and private
     assert list(tmp_path.glob(".mlflow.db.*.tmp")) == []  # and removes the killed creators' files
     assert mlflow_client(uri).create_experiment("after-kills")
 
@@ -53,6 +55,9 @@ def test_a_half_made_database_of_an_older_version_is_moved_aside_and_made_anew(t
     aside = prepare_sqlite_store(f"sqlite:///{db}")
     assert aside is not None and aside.name.startswith("mlflow.db.incomplete-") and aside.exists()
     assert experiments(db) == 1
+    db.unlink()
+    db.touch()  # the empty placeholder an older version created before MLflow opened it
+    assert prepare_sqlite_store(f"sqlite:///{db}") is not None and experiments(db) == 1
     assert mlflow_client(f"sqlite:///{db}").create_experiment("works")
 
 

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from daemon.modeldiff import compare_models
-from daemon.modelfile import load_model
-from daemon.reproduce import MlflowRunSource
-from daemon.tracking import MlflowTracker, RunRecord
+from daemon.adapters.tracking import MlflowTracker
+from daemon.commands.reproduce import MlflowRunSource
+from daemon.core.modeldiff import compare_models
+from daemon.core.modelfile import load_model
+from daemon.core.records import RunRecord
 from tests.integration.conftest import preprocess_sample, train_on_host
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.metrics import STAGES
+from daemon.engine.metrics import STAGES
 from tests.conftest import ROOT
 from tests.integration.conftest import committed_copy, make_settings
 from tests.integration.daemon_harness import Daemon

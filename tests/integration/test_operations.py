@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from daemon.install import install_service
+from daemon.commands.install import install_service
 from tests.conftest import ROOT, require_tool
 from tests.integration.daemon_harness import RETRAIND
 

@@ -11,11 +11,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from daemon.errors import EXIT_GATE
-from daemon.gitinfo import Pygit2Reader
-from daemon.manifest import build_manifest
-from daemon.podman import Mount, PodmanCli
-from handlers.base import RunContext, StageResult, container_job
+from daemon.adapters.gitinfo import Pygit2Reader
+from daemon.adapters.manifest import build_manifest
+from daemon.adapters.podman import PodmanCli
+from daemon.core.errors import EXIT_GATE
+from daemon.core.jobs import Mount
+from daemon.core.stages import RunContext, StageResult
+from handlers.base import container_job
 from tests.conftest import IN_CI, ROOT
 from tests.integration.conftest import RunPipeline, committed_copy, make_settings
 from tests.integration.daemon_harness import commit_file

@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
+from daemon.adapters.registry import CHALLENGER, CHAMPION, MlflowRegistry
+from daemon.adapters.tracking import MlflowTracker
 from daemon.cli import main
-from daemon.errors import EXIT_OK, EXIT_USAGE, RegistryError
-from daemon.promotion import GatePolicy
-from daemon.registry import CHALLENGER, CHAMPION, MlflowRegistry
-from daemon.tracking import MlflowTracker, Registration
+from daemon.core.errors import EXIT_OK, EXIT_USAGE, RegistryError
+from daemon.core.promotion import GatePolicy
+from daemon.core.records import Registration
 from tests.integration.test_tracking import record, trained  # noqa: F401  (trained is a fixture)
 
 MODEL = "test-sentiment"

@@ -6,9 +6,9 @@ import queue
 from datetime import UTC, datetime
 from pathlib import Path
 
+from daemon.adapters.watch import RawEvent
 from daemon.app import build_scheduler
-from daemon.config import load_settings
-from daemon.watch import RawEvent
+from daemon.core.config import load_settings
 
 
 def test_cron_jobs_fire_scheduled_events_onto_the_daemon_queue(tmp_path: Path) -> None:

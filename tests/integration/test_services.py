@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.errors import TrackingError
-from daemon.tracking import MlflowTracker, RunRecord
+from daemon.adapters.tracking import MlflowTracker
+from daemon.core.errors import TrackingError
+from daemon.core.records import RunRecord
 from tests.integration.services import LOCALHOST, MlflowServer, Postgres, StartPrometheus, free_port, http_get
 
 MODEL = "services-toy"

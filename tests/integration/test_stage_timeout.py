@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.errors import EXIT_STAGE, StageTimeoutError
-from daemon.podman import BuildJob, ContainerJob, PodmanCli
+from daemon.adapters.podman import PodmanCli
+from daemon.core.errors import EXIT_STAGE, StageTimeoutError
+from daemon.core.jobs import BuildJob, ContainerJob
 from tests.integration.conftest import BASE_IMAGE
 
 pytestmark = pytest.mark.podman

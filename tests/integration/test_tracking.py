@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from daemon.tracking import MlflowTracker, RunRecord
+from daemon.adapters.tracking import MlflowTracker
+from daemon.core.records import RunRecord
 from tests.integration.conftest import preprocess_sample, train_on_host
 
 MODEL = "test-sentiment"

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import load_settings
-from daemon.gitinfo import GitInfo
-from daemon.manifest import DataFile, Manifest
-from handlers.base import RunContext
+from daemon.core.config import load_settings
+from daemon.core.inputs import DataFile, GitInfo, Manifest
+from daemon.core.stages import RunContext
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from daemon.app import ChampionGauge
-from daemon.errors import TrackingError
-from daemon.metrics import Metrics
+from daemon.core.errors import TrackingError
+from daemon.engine.metrics import Metrics
 
 
 class FakeRegistry:
@@ -39,8 +39,8 @@ def test_a_trigger_request_with_force_becomes_a_forced_event() -> None:
     import queue
     from types import SimpleNamespace
 
+    from daemon.adapters.watch import RawEvent
     from daemon.app import control_handler
-    from daemon.watch import RawEvent
 
     raw: queue.Queue[RawEvent] = queue.Queue()
     handle = control_handler(SimpleNamespace(raw=raw))  # type: ignore[arg-type]

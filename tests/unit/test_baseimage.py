@@ -5,9 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from daemon.baseimage import archive_sha256, check_pin, export_base, import_base, pin_matches, verify_base
-from daemon.config import Settings, load_settings
-from daemon.errors import ConfigError
+from daemon.core.baseimage import (
+    archive_sha256,
+    check_pin,
+    export_base,
+    import_base,
+    pin_matches,
+    verify_base,
+)
+from daemon.core.config import Settings, load_settings
+from daemon.core.errors import ConfigError
 
 BASE = "localhost/retraind-base:bookworm"
 ID = "sha256:" + "ab12" * 16

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import load_settings
-from daemon.errors import ConfigError
-from daemon.podman import run_argv
+from daemon.adapters.podman import run_argv
+from daemon.core.config import load_settings
+from daemon.core.errors import ConfigError
 from handlers.base import blas_env
 from handlers.train import check_blas
 
@@ -32,7 +32,7 @@ def test_every_container_gets_the_pinned_openblas_kernel_and_one_thread(tmp_path
 
 
 def test_the_env_reaches_podman_run() -> None:
-    from daemon.podman import ContainerJob
+    from daemon.core.jobs import ContainerJob
 
     argv = run_argv(ContainerJob("n", "img", ("true",), env={"OPENBLAS_NUM_THREADS": "1"}), rootless=True)
     assert "--env=OPENBLAS_NUM_THREADS=1" in argv

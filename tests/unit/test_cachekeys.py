@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.cachekeys import copied_sources, ignore_patterns, stage_key
-from daemon.errors import ConfigError
+from daemon.core.cachekeys import copied_sources, ignore_patterns, stage_key
+from daemon.core.errors import ConfigError
 from handlers.build import build_inputs
 from tests.conftest import ROOT
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from daemon.champion import ChampionProbe
-from daemon.errors import CommandTimeoutError, TrackingError
-from daemon.proc import CmdResult
+from daemon.adapters.champion import ChampionProbe
+from daemon.core.errors import CommandTimeoutError, TrackingError
+from daemon.core.jobs import CmdResult
 
 
 def answering(returncode: int, stdout: str, stderr: str = "") -> Any:
@@ -26,7 +26,7 @@ def test_the_child_is_asked_for_the_model_and_its_f1_is_the_answer() -> None:
     run = answering(0, 'some library chatter\n{"f1": 0.7403}\n')
     probe = ChampionProbe("sqlite:///m.db", python="/venv/bin/python", run=run)
     assert probe.champion_f1("nlp") == 0.7403
-    assert run.seen == [("/venv/bin/python", "-m", "daemon.champion", "sqlite:///m.db", "nlp")]
+    assert run.seen == [("/venv/bin/python", "-m", "daemon.adapters.champion", "sqlite:///m.db", "nlp")]
 
 
 def test_no_champion_is_none() -> None:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import load_settings
-from daemon.errors import ConfigError
+from daemon.core.config import load_settings
+from daemon.core.errors import ConfigError
 
 
 def test_defaults_follow_xdg(tmp_path: Path) -> None:

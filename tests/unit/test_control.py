@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from daemon.control import ControlServer, request
-from daemon.errors import InfrastructureError
+from daemon.adapters.control import ControlServer, request
+from daemon.core.errors import InfrastructureError
 from tests.threadwait import needs_proc_syscall, sleeps_until_woken
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from daemon.debounce import OVERFLOW_DETAIL, Cause, Debouncer, FileState, PipelineEvent
-from daemon.errors import ConfigError
+from daemon.core.debounce import OVERFLOW_DETAIL, Cause, Debouncer, FileState, PipelineEvent
+from daemon.core.errors import ConfigError
 from tests.fakes import FakeClock
 
 MAIN = "refs/heads/main"

@@ -9,12 +9,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from daemon.environment import SHA256_TAG, content_sha256, environment_document, host_block, host_id
-from daemon.errors import EXIT_STAGE
-from daemon.params import TrainParams
-from daemon.pipeline import PipelineOutcome, run_stages
-from daemon.tracking import RunRecord
-from handlers.base import Ports, RunContext, StageResult
+from daemon.core.environment import SHA256_TAG, content_sha256, environment_document, host_block, host_id
+from daemon.core.errors import EXIT_STAGE
+from daemon.core.params import TrainParams
+from daemon.core.records import RunRecord
+from daemon.core.stages import Ports, RunContext, StageResult
+from daemon.engine.pipeline import PipelineOutcome, run_stages
 from handlers.build import STAGE as BUILD
 from handlers.registry import STAGES
 from tests.fakes import FakeContainers, FakeTracker, MemoryStageCache, RecordingReporter, ok, writes
@@ -318,7 +318,7 @@ def test_an_image_printing_no_json_fails_the_build_stage_saying_so(ctx: RunConte
 
 
 def test_environment_diff_names_each_package_that_differs() -> None:
-    from daemon.environment import environment_diff
+    from daemon.core.environment import environment_diff
 
     then = {
         "python": "3.11.2",

@@ -11,11 +11,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from daemon.errors import EXIT_GATE
-from daemon.pipeline import PipelineOutcome, run_stages
-from daemon.podman import ContainerJob
-from daemon.proc import CmdResult
-from handlers.base import Ports, RunContext
+from daemon.core.errors import EXIT_GATE
+from daemon.core.jobs import CmdResult, ContainerJob
+from daemon.core.stages import Ports, RunContext
+from daemon.engine.pipeline import PipelineOutcome, run_stages
 from handlers.registry import STAGES
 from tests.fakes import FakeContainers, FakeTracker, MemoryStageCache, RecordingReporter, ok, out_dir, writes
 from tests.unit.test_pipeline import DATA_OK, train_script
@@ -167,7 +166,7 @@ def test_what_an_image_holds_is_asked_once_per_image_even_by_forced_runs(ctx: Ru
 
 
 def test_the_built_image_id_is_read_from_the_iidfile_as_podman_inspect_prints_it(tmp_path: Path) -> None:
-    from daemon.podman import BuildJob
+    from daemon.core.jobs import BuildJob
     from handlers.build import built_id
 
     job = BuildJob(tmp_path, tmp_path / "Containerfile", tag="t", iidfile=tmp_path / "id")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.errors import InfrastructureError
-from daemon.heldwrites import HeldWrites
+from daemon.adapters.heldwrites import HeldWrites
+from daemon.core.errors import InfrastructureError
 
 
 class Disk:

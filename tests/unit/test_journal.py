@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.errors import ConfigError, InfrastructureError
-from daemon.journal import MIGRATIONS, Journal, RunRow
+from daemon.core.errors import ConfigError, InfrastructureError
+from daemon.state.journal import MIGRATIONS, Journal, RunRow
 from tests.conftest import ROOT
 
 CAUSES = (("git", "main@abc123"), ("data", "train.csv modified"))
@@ -284,7 +284,7 @@ CHILD = """
 import sqlite3, sys
 from itertools import count
 from pathlib import Path
-from daemon.journal import Journal
+from daemon.state.journal import Journal
 
 path, mode = Path(sys.argv[1]), sys.argv[2]
 journal = Journal.open(path)

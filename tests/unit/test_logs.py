@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from daemon.logs import configure_logging, escape_controls
+from daemon.adapters.logs import configure_logging, escape_controls
 
 NAME = "bad\nname\x1b[2J\u202e.csv"
 
@@ -54,7 +54,7 @@ def test_a_crashing_thread_is_one_json_line() -> None:
     def crash() -> None:
         raise RuntimeError("worker died")
 
-    from daemon.logs import _log_thread_crash  # pytest swaps threading.excepthook around each test
+    from daemon.adapters.logs import _log_thread_crash  # pytest swaps threading.excepthook around each test
 
     previous, threading.excepthook = threading.excepthook, _log_thread_crash
     try:

@@ -9,17 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.errors import ConfigError
-from daemon.manifest import (
-    RACY_WINDOW_NS,
-    DataFile,
-    Manifest,
-    build_manifest,
-    extra_files,
-    file_sha256,
-    manifest_diff,
-    refusal,
-)
+from daemon.adapters.manifest import RACY_WINDOW_NS, build_manifest, extra_files, manifest_diff, refusal
+from daemon.core.errors import ConfigError
+from daemon.core.inputs import DataFile, Manifest, file_sha256
 
 
 def test_manifest_lists_matching_files_in_order_with_hashes(tmp_path: Path) -> None:

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from daemon.errors import CancelledError, GateRejectedError, StageFailedError
-from daemon.metrics import (
+from daemon.core.errors import CancelledError, GateRejectedError, StageFailedError
+from daemon.core.stages import StageResult
+from daemon.engine.metrics import (
     DAEMON_RUN_OUTCOMES,
     DAEMON_TRIGGERS,
     RUN_OUTCOMES,
@@ -21,9 +22,8 @@ from daemon.metrics import (
     export_oneshot,
     start_metrics_server,
 )
-from daemon.pipeline import PipelineOutcome
-from daemon.progress import MetricsReporter
-from handlers.base import StageResult
+from daemon.engine.pipeline import PipelineOutcome
+from daemon.engine.progress import MetricsReporter
 from tests.integration.test_dashboards import (
     CONTRACT,
     MATCHER,

@@ -11,8 +11,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from daemon.modeldiff import Tolerance, compare_models
-from daemon.modelfile import load_model
+from daemon.core.modeldiff import Tolerance, compare_models
+from daemon.core.modelfile import load_model
 from tests.conftest import ROOT, train_module
 
 POSITIVE = ["good", "great", "love", "happy", "fun", "nice"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from daemon.notify import Notifier
+from daemon.adapters.notify import Notifier
 
 
 def test_messages_reach_a_listening_datagram_socket(tmp_path: Path) -> None:

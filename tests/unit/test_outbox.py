@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daemon.errors import TrackingError
-from daemon.journal import Journal
-from daemon.outbox import Outbox, backoff_s, record_from_json, record_to_json
-from daemon.tracking import RunRecord
+from daemon.core.errors import TrackingError
+from daemon.core.records import RunRecord
+from daemon.state.journal import Journal
+from daemon.state.outbox import Outbox, backoff_s, record_from_json, record_to_json
 from tests.fakes import FakeClock, FakeTracker
 
 RECORD = RunRecord(
@@ -54,7 +54,7 @@ def test_waits_with_backoff_then_delivers_once(tmp_path: Path) -> None:
 def test_a_late_registration_fills_the_register_stage_cache(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from daemon.stagecache import JournalStageCache
+    from daemon.state.stagecache import JournalStageCache
 
     journal = Journal.open(tmp_path / "journal.db")
     journal.start_run("r1", "data", [("data", "a.csv")], "c", "d")

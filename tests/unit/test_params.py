@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.errors import ConfigError
-from daemon.params import TrainParams, load_params, params_from_mlflow
+from daemon.core.errors import ConfigError
+from daemon.core.params import TrainParams, load_params, params_from_mlflow
 from tests.conftest import ROOT
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from daemon.errors import EXIT_GATE, EXIT_INFRA, EXIT_STAGE, TrackingError
-from daemon.manifest import Manifest
-from daemon.pipeline import run_stages
-from daemon.proc import CmdResult
-from handlers.base import Ports, RunContext
+from daemon.core.errors import EXIT_GATE, EXIT_INFRA, EXIT_STAGE, TrackingError
+from daemon.core.inputs import Manifest
+from daemon.core.jobs import CmdResult
+from daemon.core.stages import Ports, RunContext
+from daemon.engine.pipeline import run_stages
 from handlers.registry import STAGES
 from handlers.validate import advance_reference
 from tests.fakes import FakeContainers, FakeTracker, RecordingReporter, ok, writes
@@ -204,8 +204,8 @@ def test_tracking_outage_fails_register_but_not_silently(ctx: RunContext) -> Non
 def test_tracking_outage_with_an_outbox_completes_the_run_and_queues_it(
     ctx: RunContext, tmp_path: Path
 ) -> None:
-    from daemon.journal import Journal
-    from daemon.outbox import Outbox
+    from daemon.state.journal import Journal
+    from daemon.state.outbox import Outbox
 
     outbox = Outbox(Journal.open(tmp_path / "journal.db"))
     tracker = FakeTracker(fail_with=TrackingError("MLflow at http://x failed: refused"))
@@ -259,5 +259,7 @@ def test_drift_is_checked_against_the_last_accepted_drop_which_this_one_then_rep
     assert any(m.host == reference and not m.writable for m in job.mounts)
     assert "--max-label-psi" in job.argv and "--write-reference" in job.argv
     assert reference.read_text() == '{"old": true}'  # validate alone does not advance it
-    advance_reference(ctx.settings, outcome.results)  # a successful run does (daemon/worker.py, app.py)
+    advance_reference(
+        ctx.settings, outcome.results
+    )  # a successful run does (daemon/engine/worker.py, app.py)
     assert reference.read_text() == '{"new": true}'

@@ -2,16 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daemon.podman import (
-    BuildJob,
-    ContainerJob,
-    Mount,
-    build_argv,
-    is_podman_failure,
-    rm_argv,
-    run_argv,
-    stop_argv,
-)
+from daemon.adapters.podman import build_argv, rm_argv, run_argv, stop_argv
+from daemon.core.jobs import BuildJob, ContainerJob, Mount, is_podman_failure
 
 
 def job(**kw: object) -> ContainerJob:

@@ -10,7 +10,7 @@ import pytest
 
 PROBE = """
 import json, sys
-from daemon.registry import preload_mlflow
+from daemon.adapters.registry import preload_mlflow
 before = "mlflow" in sys.modules
 preload_mlflow({uri!r}).join()
 loaded = sorted(m for m in sys.modules if m.startswith("mlflow.store."))

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.errors import CommandTimeoutError, InfrastructureError
-from daemon.proc import CmdResult, run_cmd
+from daemon.adapters.proc import run_cmd
+from daemon.core.errors import CommandTimeoutError, InfrastructureError
+from daemon.core.jobs import CmdResult
 
 PY = sys.executable
 

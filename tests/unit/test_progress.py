@@ -7,11 +7,11 @@ import json
 
 from rich.console import Console
 
-from daemon.errors import GateRejectedError
-from daemon.logs import configure_logging
-from daemon.pipeline import PipelineOutcome
-from daemon.progress import ConsoleReporter, LogReporter
-from handlers.base import StageResult
+from daemon.adapters.logs import configure_logging
+from daemon.core.errors import GateRejectedError
+from daemon.core.stages import StageResult
+from daemon.engine.pipeline import PipelineOutcome
+from daemon.engine.progress import ConsoleReporter, LogReporter
 
 TRAIN = StageResult("train", "weighted F1 0.7311", {"metrics": {"f1_score_weighted": 0.7311}})
 REGISTER = StageResult("register", "v3", {"mlflow_run_id": "abc", "model_version": "3", "champion": False})
@@ -66,8 +66,8 @@ def test_an_up_to_date_run_says_which_run_and_model_and_counts_cache_hits() -> N
 
     from prometheus_client import CollectorRegistry
 
-    from daemon.metrics import Metrics
-    from daemon.progress import MetricsReporter
+    from daemon.engine.metrics import Metrics
+    from daemon.engine.progress import MetricsReporter
 
     cached = {
         "train": replace(TRAIN, cached_from="r1", summary="up to date: weighted F1 0.7311 (run r1)"),

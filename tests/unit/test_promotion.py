@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import load_settings
-from daemon.errors import ConfigError
-from daemon.promotion import (
+from daemon.core.config import load_settings
+from daemon.core.errors import ConfigError
+from daemon.core.promotion import (
     Decision,
     HistoryEntry,
     VersionRow,

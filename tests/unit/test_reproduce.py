@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from daemon.errors import TrackingError
-from daemon.modeldiff import Difference, ModelDiff, Tolerance
-from daemon.pipeline import PipelineOutcome
-from daemon.proc import CmdResult
-from daemon.reproduce import RecordedRun, compare, model_parameters
-from handlers.base import StageResult
+from daemon.commands.reproduce import RecordedRun, compare, model_parameters
+from daemon.core.errors import TrackingError
+from daemon.core.jobs import CmdResult
+from daemon.core.modeldiff import Difference, ModelDiff, Tolerance
+from daemon.core.stages import StageResult
+from daemon.engine.pipeline import PipelineOutcome
 from tests.unit.test_modeldiff import nudged, save_model_dir, serving_model
 
 METRICS = {"f1_score_weighted": 0.7403, "accuracy": 0.75}
@@ -170,10 +170,10 @@ def committed_repo(root: Path) -> str:
 
 
 def test_reproduce_run_compares_the_rebuilt_model_before_removing_its_directory(tmp_path: Path) -> None:
-    from daemon.config import load_settings
-    from daemon.reproduce import reproduce_run
-    from daemon.snapshot import object_store
-    from handlers.base import Ports
+    from daemon.adapters.snapshot import object_store
+    from daemon.commands.reproduce import reproduce_run
+    from daemon.core.config import load_settings
+    from daemon.core.stages import Ports
     from tests.fakes import FakeTracker, RecordingReporter
     from tests.unit.test_pipeline import containers
 
@@ -225,7 +225,7 @@ def test_reproduce_run_compares_the_rebuilt_model_before_removing_its_directory(
 
 
 def test_the_json_line_keeps_identical_and_adds_the_verdict_and_the_parameters() -> None:
-    from daemon.model_commands import render_verdict, verdict_fields
+    from daemon.commands.model_commands import render_verdict, verdict_fields
 
     run = replace(recorded(), tags={**recorded().tags, "retraind.git.commit": "e" * 40})
     fields = verdict_fields(run, compare(run, rebuilt(model="b" * 64), within()))

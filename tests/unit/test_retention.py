@@ -4,11 +4,11 @@ import json
 import os
 from pathlib import Path
 
-from daemon.journal import Journal
-from daemon.manifest import DataFile, Manifest
-from daemon.retention import PINS, collect, plan_objects, plan_runs, registry_pins
-from daemon.snapshot import SNAPSHOT, write_manifest
-from daemon.store import ObjectStore
+from daemon.adapters.snapshot import SNAPSHOT, write_manifest
+from daemon.adapters.store import ObjectStore
+from daemon.core.inputs import DataFile, Manifest
+from daemon.state.journal import Journal
+from daemon.state.retention import PINS, collect, plan_objects, plan_runs, registry_pins
 
 
 def test_plan_keeps_the_newest_and_every_pinned_run() -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from daemon.runqueue import Admission, RunQueue
+from daemon.core.runqueue import Admission, RunQueue
 
 
 @dataclass(frozen=True)

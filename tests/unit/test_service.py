@@ -17,18 +17,18 @@ import pytest
 import structlog
 from prometheus_client import CollectorRegistry
 
-from daemon.config import load_settings
-from daemon.debounce import Cause, PipelineEvent
-from daemon.errors import EXIT_INFRA, ConfigError, InfrastructureError
-from daemon.journal import Journal
-from daemon.metrics import Metrics
-from daemon.notify import Notifier
-from daemon.outbox import Outbox
-from daemon.runqueue import Admission
-from daemon.service import HEAVY_MODULES, Hooks, Service
-from daemon.tracking import RunRecord
-from daemon.watch import RawEvent
-from handlers.base import Ports, RunContext
+from daemon.adapters.notify import Notifier
+from daemon.adapters.watch import RawEvent
+from daemon.core.config import load_settings
+from daemon.core.debounce import Cause, PipelineEvent
+from daemon.core.errors import EXIT_INFRA, ConfigError, InfrastructureError
+from daemon.core.records import RunRecord
+from daemon.core.runqueue import Admission
+from daemon.core.stages import Ports, RunContext
+from daemon.engine.metrics import Metrics
+from daemon.engine.service import HEAVY_MODULES, Hooks, Service
+from daemon.state.journal import Journal
+from daemon.state.outbox import Outbox
 from tests.fakes import FakeClock, FakeContainers, FakeTracker
 from tests.threadwait import needs_proc_syscall, sleeps_until_woken
 
@@ -308,8 +308,8 @@ def test_heavy_libraries_stay_out_of_the_daemon_until_a_run_needs_them() -> None
     """The CLI, the composition root and the loop import no MLflow, pandas, sklearn...: an idle
     daemon holds none of them (tens of MB each)."""
     code = (
-        "import sys, daemon.cli, daemon.app, daemon.service, daemon.champion;"
-        "from daemon.service import HEAVY_MODULES;"
+        "import sys, daemon.cli, daemon.app, daemon.engine.service, daemon.adapters.champion;"
+        "from daemon.engine.service import HEAVY_MODULES;"
         "print(','.join(m for m in HEAVY_MODULES if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

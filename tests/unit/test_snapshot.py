@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import Settings, load_settings
-from daemon.errors import GateRejectedError, InfrastructureError
-from daemon.manifest import build_manifest
-from daemon.snapshot import SNAPSHOT, read_manifest, take_snapshot
-from daemon.store import UNREADABLE, UNSTABLE, ObjectStore
+from daemon.adapters.manifest import build_manifest
+from daemon.adapters.snapshot import SNAPSHOT, read_manifest, take_snapshot
+from daemon.adapters.store import UNREADABLE, UNSTABLE, ObjectStore
+from daemon.core.config import Settings, load_settings
+from daemon.core.errors import GateRejectedError, InfrastructureError
 
 
 def settings(tmp: Path) -> Settings:

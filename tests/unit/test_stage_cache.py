@@ -6,12 +6,12 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-from daemon.journal import Journal
-from daemon.manifest import DataFile, Manifest
-from daemon.params import TrainParams
-from daemon.pipeline import PipelineOutcome, run_stages
-from daemon.stagecache import JournalStageCache
-from handlers.base import Ports, RunContext, StageResult
+from daemon.core.inputs import DataFile, Manifest
+from daemon.core.params import TrainParams
+from daemon.core.stages import Ports, RunContext, StageResult
+from daemon.engine.pipeline import PipelineOutcome, run_stages
+from daemon.state.journal import Journal
+from daemon.state.stagecache import JournalStageCache
 from handlers.registry import STAGES
 from tests.fakes import FakeContainers, FakeTracker, MemoryStageCache, RecordingReporter
 from tests.unit.test_pipeline import containers as fresh_containers
@@ -141,9 +141,9 @@ def test_the_journal_keeps_entries_across_processes(tmp_path: Path) -> None:
 
 
 def test_the_daemon_uses_the_cache_unless_a_trigger_says_force(ctx: RunContext, tmp_path: Path) -> None:
-    from daemon.debounce import Cause, PipelineEvent
-    from daemon.notify import Notifier
-    from daemon.worker import Queued, execute
+    from daemon.adapters.notify import Notifier
+    from daemon.core.debounce import Cause, PipelineEvent
+    from daemon.engine.worker import Queued, execute
 
     journal = Journal.open(tmp_path / "journal.db")
     cache = JournalStageCache(journal)

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from daemon.errors import GateRejectedError
-from daemon.manifest import Manifest
-from handlers.base import Ports, RunContext
+from daemon.core.errors import GateRejectedError
+from daemon.core.inputs import Manifest
+from daemon.core.stages import Ports, RunContext
 from handlers.validate import STAGE, capped, data_problems, printable
 from tests.fakes import FakeContainers, FakeTracker
 

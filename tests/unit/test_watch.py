@@ -24,7 +24,7 @@ from watchdog.events import (
 from watchdog.observers.inotify import InotifyObserver
 from watchdog.observers.polling import PollingObserver
 
-from daemon.watch import RawEvent, Watcher, _DataHandler, _OverflowTap, close_events_available
+from daemon.adapters.watch import RawEvent, Watcher, _DataHandler, _OverflowTap, close_events_available
 
 ROOT = Path("/data")
 

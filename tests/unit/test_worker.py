@@ -10,15 +10,15 @@ from pathlib import Path
 import structlog
 from prometheus_client import CollectorRegistry
 
-from daemon.debounce import Cause, PipelineEvent
-from daemon.errors import EXIT_CRASH, EXIT_INFRA
-from daemon.journal import Journal
-from daemon.metrics import Metrics
-from daemon.notify import Notifier
-from daemon.proc import CmdResult
-from daemon.stagecache import JournalStageCache
-from daemon.worker import Queued, execute
-from handlers.base import Ports, RunContext
+from daemon.adapters.notify import Notifier
+from daemon.core.debounce import Cause, PipelineEvent
+from daemon.core.errors import EXIT_CRASH, EXIT_INFRA
+from daemon.core.jobs import CmdResult
+from daemon.core.stages import Ports, RunContext
+from daemon.engine.metrics import Metrics
+from daemon.engine.worker import Queued, execute
+from daemon.state.journal import Journal
+from daemon.state.stagecache import JournalStageCache
 from handlers.registry import STAGES
 from tests.fakes import FakeContainers, FakeTracker, writes
 from tests.unit.test_pipeline import DATA_OK, containers

@@ -1,0 +1,363 @@
+"""MLflow's Model Registry behind one adapter: champion/challenger aliases, stages, promotion history."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import secrets
+import sqlite3
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from daemon.adapters.logs import adopt_library_loggers
+from daemon.adapters.statedir import sqlite_path
+from daemon.core.errors import RegistryError, RetraindError, TrackingError
+from daemon.core.promotion import (
+    F1_METRIC,
+    HISTORY_PREFIX,
+    Decision,
+    GatePolicy,
+    HistoryEntry,
+    VersionRow,
+    decide,
+    history_key,
+    parse_history,
+    rollback_target,
+)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+REASON_TAG = "retraind.promotion.reason"  # model version tag: why it is, or is not, champion
+RUN_ID_TAG = "retraind.run_id"
+MAX_REASON_CHARS = 1000  # registered-model tag values are limited (5000 characters)
+
+
+def _never_used(path: Path) -> bool:
+    """Whether the SQLite file at path holds no experiment (or no experiments table): MLflow's
+    creation of it never finished, so nothing can have been recorded in it."""
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return False  # MLflow will say what is wrong with it
+    try:
+        return int(con.execute("SELECT count(*) FROM experiments").fetchone()[0]) == 0
+    except sqlite3.OperationalError:  # no such table (or an empty file)
+        return True
+    except sqlite3.DatabaseError:
+        return False
+    finally:
+        con.close()
+
+
+def _remove_orphans(path: Path) -> None:
+    """Temporary databases of creators killed before they could remove their own."""
+    for tmp in path.parent.glob(f".{path.name}.*-*.tmp"):
+        pid = tmp.name.removeprefix(f".{path.name}.").split("-", 1)[0]
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except (ValueError, PermissionError):  # not one of ours, or another user's live process
+            continue
+
+
+def prepare_sqlite_store(tracking_uri: str) -> Path | None:
+    """Create a missing SQLite tracking database whole, or not at all.
+
+    MLflow creates one table by table (its migrations, 2-3 s), and SQLite runs that DDL outside a
+    transaction: a process killed meanwhile (the daemon's first start, kill -9, power loss) left a
+    file on which every later MLflow call failed ("table secrets already exists"). So the database
+    is made in a file of its own beside the target and hard-linked into place, which succeeds only
+    if no other process got there first (theirs is as good). A file left half-made by an older
+    version, with no experiment in it (or empty), is moved aside (`<name>.incomplete-<time>`) and
+    made anew. The file is created 0600. Returns the file moved aside, if any. Other URIs are left
+    alone.
+    """
+    path = sqlite_path(tracking_uri)
+    if path is None:
+        return None
+    aside = None
+    if path.exists():
+        if not _never_used(path):
+            return None
+        aside = path.with_name(f"{path.name}.incomplete-{int(time.time())}")
+        with contextlib.suppress(FileNotFoundError):  # another process moved it first
+            os.replace(path, aside)
+        structlog.get_logger().warning(
+            "mlflow_db_moved_aside", path=str(path), to=str(aside), why="its creation never finished"
+        )
+    from mlflow.store.tracking import DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    adopt_library_loggers()  # MLflow's "Creating initial MLflow database tables" is a log line of ours
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    try:
+        os.close(
+            os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        )  # private from birth
+        store = SqlAlchemyStore(f"sqlite:///{tmp}", DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH)  # type: ignore[no-untyped-call]
+        store.engine.dispose()  # every connection closed: the file is complete
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return aside
+
+
+def mlflow_client(tracking_uri: str, http_retries: int = 2, http_timeout_s: int = 20) -> Any:
+    """MLflow is imported lazily: it costs seconds and most commands never need it."""
+    from mlflow.tracking import MlflowClient
+
+    adopt_library_loggers()  # importing mlflow gave its loggers their own stderr handler, at INFO
+    prepare_sqlite_store(tracking_uri)
+    # MLflow's client retries a dead server for minutes by default; the outbox retries instead.
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(http_retries)
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(http_timeout_s)
+    # Against an http server, ending a run writes "View run ... at: URL" to stdout (MLflow 3.17,
+    # TrackingServiceClient._log_url): stdout carries only our log lines.
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # tqdm bars are not log lines
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def _store_modules(tracking_uri: str) -> tuple[str, ...]:
+    if tracking_uri.startswith(("http://", "https://", "databricks")):
+        return ("mlflow.store.tracking.rest_store", "mlflow.store.model_registry.rest_store")
+    return ("mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store")
+
+
+def preload_mlflow(tracking_uri: str) -> threading.Thread:
+    """Import MLflow, and the store its client will open for tracking_uri, in a background thread.
+
+    Started when a run starts: the imports (2.3 of the register stage's 2.6 s on the corpus) then
+    overlap the containers, which leave this process idle. Python's per-module import locks make a
+    later import in another thread wait for this one rather than start again. A failure is
+    swallowed: the import that needs the module raises it where it is handled.
+    """
+
+    def load() -> None:
+        for name in ("mlflow", "mlflow.tracking", "mlflow.entities", *_store_modules(tracking_uri)):
+            try:
+                importlib.import_module(name)
+            except Exception:  # raised again, and handled, by the import that needs it
+                continue
+
+    thread = threading.Thread(target=load, name="mlflow-preload", daemon=True)
+    thread.start()
+    return thread
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class MlflowRegistry:
+    """Aliases are the truth; stages are mirrored for dashboards; history lives in model tags."""
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        http_retries: int = 2,
+        http_timeout_s: int = 20,
+        now: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        self.http_retries, self.http_timeout_s = http_retries, http_timeout_s
+        self.now = now
+
+    @contextmanager
+    def _boundary(self) -> Iterator[Any]:
+        try:
+            yield mlflow_client(self.tracking_uri, self.http_retries, self.http_timeout_s)
+        except RetraindError:
+            raise
+        except Exception as e:  # MLflow raises many kinds; one boundary maps them all
+            raise TrackingError(f"MLflow registry at {self.tracking_uri} failed: {e}") from e
+
+    def apply_gate(
+        self, name: str, version: str, candidate_f1: float, run_id_label: str, policy: GatePolicy
+    ) -> Decision:
+        """Champion if it passes the gate, else challenger; the reason goes on the version either way."""
+        with self._boundary() as client:
+            champion = _alias(client, name, CHAMPION)
+            champion_f1 = _f1(client, name, champion) if champion is not None else None
+            decision = decide(candidate_f1, champion_f1, policy.tolerance, policy.floor, champion or "")
+            client.set_model_version_tag(name, version, REASON_TAG, decision.reason[:MAX_REASON_CHARS])
+            if not decision.promote:
+                client.set_registered_model_alias(name, CHALLENGER, version)
+                return decision
+            run_id = str(client.get_model_version(name, version).run_id or "")
+            entry = self._entry(version, champion, "gate", run_id_label, decision.reason, run_id)
+            self._crown(client, name, entry, policy.mirror_stages)
+            return decision
+
+    def promote(
+        self, name: str, version: str, by: str, reason: str, mirror_stages: bool = True
+    ) -> HistoryEntry:
+        """A person makes `version` champion, whatever the gate said."""
+        with self._boundary() as client:
+            mv = _version(client, name, version)
+            champion = _alias(client, name, CHAMPION)
+            if champion == version:
+                raise RegistryError(f"{name} v{version} is already the champion")
+            entry = self._entry(version, champion, "promote", by, reason, str(mv.run_id or ""))
+            client.set_model_version_tag(name, version, REASON_TAG, _tag_reason(entry))
+            self._crown(client, name, entry, mirror_stages)
+            return entry
+
+    def rollback(self, name: str, by: str, reason: str, mirror_stages: bool = True) -> str:
+        """Make the champion before the current one champion again; returns its version."""
+        with self._boundary() as client:
+            champion = _alias(client, name, CHAMPION)
+            if champion is None:
+                raise RegistryError(f"{name} has no champion to roll back from")
+            target = rollback_target(self._history(client, name), champion)
+            if target is None:
+                raise RegistryError(
+                    f"{name}: the promotion history has no champion before v{champion} to roll back to;"
+                    " use `retraind promote VERSION` to choose one"
+                )
+            mv = _version(client, name, target)
+            entry = self._entry(target, champion, "rollback", by, reason, str(mv.run_id or ""))
+            client.set_model_version_tag(name, target, REASON_TAG, _tag_reason(entry))
+            self._crown(client, name, entry, mirror_stages)
+            return target
+
+    def history(self, name: str) -> list[HistoryEntry]:
+        """Every change of champion, oldest first."""
+        with self._boundary() as client:
+            return self._history(client, name)
+
+    def champion_f1(self, name: str) -> float | None:
+        """The weighted F1 of the version behind alias champion (None: no champion, or no F1)."""
+        with self._boundary() as client:
+            version = _alias(client, name, CHAMPION)
+            return None if version is None else _f1(client, name, version)
+
+    def versions(self, name: str) -> list[VersionRow]:
+        """Every version, newest first; an unknown model has none."""
+        with self._boundary() as client:
+            model = _registered_model(client, name, missing_ok=True)
+            if model is None:
+                return []
+            aliases: dict[str, list[str]] = {}
+            for alias, version in sorted(model.aliases.items()):
+                aliases.setdefault(str(version), []).append(alias)
+            found = client.search_model_versions(f"name = '{name}'")
+            rows = [_row(client, mv, tuple(aliases.get(str(mv.version), ()))) for mv in found]
+            return sorted(rows, key=lambda r: int(r.version) if r.version.isdigit() else 0, reverse=True)
+
+    def _entry(
+        self, version: str, previous: str | None, action: str, by: str, reason: str, run_id: str
+    ) -> HistoryEntry:
+        at = self.now().isoformat(timespec="seconds")
+        return HistoryEntry(version, previous, action, at, by, reason[:MAX_REASON_CHARS], run_id)
+
+    def _crown(self, client: Any, name: str, entry: HistoryEntry, mirror_stages: bool) -> None:
+        """Alias first (the truth), then the history, then the stages (a mirror for dashboards)."""
+        challenger = _alias(client, name, CHALLENGER)
+        client.set_registered_model_alias(name, CHAMPION, entry.version)
+        if challenger == entry.version:
+            client.delete_registered_model_alias(name, CHALLENGER)
+        tags = _registered_model(client, name).tags
+        sequence = 1 + sum(1 for k in tags if k.startswith(HISTORY_PREFIX))
+        client.set_registered_model_tag(name, history_key(sequence, secrets.token_hex(3)), entry.to_json())
+        if mirror_stages:
+            with warnings.catch_warnings():  # stages are deprecated since MLflow 2.9, aliases are not
+                warnings.simplefilter("ignore", FutureWarning)
+                if entry.previous is not None and entry.previous != entry.version:
+                    client.transition_model_version_stage(name, entry.previous, "Archived")
+                client.transition_model_version_stage(
+                    name, entry.version, "Production", archive_existing_versions=True
+                )
+
+    def _history(self, client: Any, name: str) -> list[HistoryEntry]:
+        model = _registered_model(client, name, missing_ok=True)
+        if model is None:
+            return []
+        entries, bad = parse_history(model.tags)
+        if bad:
+            structlog.get_logger().warning("history_unreadable", model=name, tags=bad)
+        return entries
+
+
+def _tag_reason(entry: HistoryEntry) -> str:
+    """A person's reason on the version says who and how: "promote by ada@lab: ..."."""
+    return f"{entry.action} by {entry.by}: {entry.reason}"[:MAX_REASON_CHARS]
+
+
+def _registered_model(client: Any, name: str, missing_ok: bool = False) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_registered_model(name)
+    except MlflowException as e:
+        if e.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        if missing_ok:
+            return None
+        raise RegistryError(f"no registered model named {name!r} at this tracking URI") from e
+
+
+def _alias(client: Any, name: str, alias: str) -> str | None:
+    model = _registered_model(client, name, missing_ok=True)
+    version = None if model is None else model.aliases.get(alias)
+    return None if version is None else str(version)
+
+
+def _version(client: Any, name: str, version: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    _registered_model(client, name)
+    try:
+        return client.get_model_version(name, version)
+    except MlflowException as e:
+        found = client.search_model_versions(f"name = '{name}'")
+        known = ", ".join(f"v{n}" for n in sorted(int(mv.version) for mv in found)) or "none"
+        raise RegistryError(f"{name} has no version {version!r}; it has: {known}") from e
+
+
+def _f1(client: Any, name: str, version: str) -> float | None:
+    run_id = client.get_model_version(name, version).run_id
+    return _run_f1(client, str(run_id)) if run_id else None
+
+
+def _run_f1(client: Any, run_id: str) -> float | None:
+    """The run's weighted F1; None when the run is gone or never logged one."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        value = client.get_run(run_id).data.metrics.get(F1_METRIC)
+    except MlflowException as e:
+        if e.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        return None
+    return None if value is None else float(value)
+
+
+def _row(client: Any, mv: Any, aliases: tuple[str, ...]) -> VersionRow:
+    run_id = str(mv.run_id or "")
+    f1 = _run_f1(client, run_id) if run_id else None
+    created = datetime.fromtimestamp((mv.creation_timestamp or 0) / 1000, UTC).isoformat(timespec="seconds")
+    return VersionRow(
+        version=str(mv.version),
+        aliases=aliases,
+        current_stage=str(mv.current_stage or "None"),
+        f1=f1,
+        mlflow_run_id=run_id,
+        retraind_run_id=str(mv.tags.get(RUN_ID_TAG, "")),
+        created=created,
+        promotion_reason=str(mv.tags.get(REASON_TAG, "")),
+    )

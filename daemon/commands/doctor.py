@@ -1,0 +1,185 @@
+"""`retraind doctor`: check what the daemon needs, each problem with the command that fixes it."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pygit2
+
+from daemon.adapters.control import request
+from daemon.adapters.proc import run_cmd
+from daemon.core.config import Settings
+from daemon.core.errors import InfrastructureError
+
+MIN_FREE_BYTES = 5 * 1024**3
+SETUP = "bash tools/setup-podman.sh"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    warning_only: bool = False  # reported, but not a reason for a non-zero exit
+
+
+def _podman_info(fmt: str) -> str:
+    result = run_cmd(("podman", "info", f"--format={fmt}"), timeout=60)
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def check_podman(s: Settings) -> list[Check]:
+    if shutil.which("podman") is None:
+        return [Check("podman", False, "not installed", "sudo apt-get install podman runc uidmap catatonit")]
+    checks = []
+    runtime = _podman_info("{{.Host.OCIRuntime.Name}}")
+    checks.append(Check("podman runtime", runtime == "runc", runtime or "podman info failed", SETUP))
+    driver = _podman_info("{{.Store.GraphDriverName}}")
+    checks.append(Check("podman storage driver", driver == "overlay", driver or "unknown", SETUP))
+    found = run_cmd(("podman", "image", "exists", s.base_image), timeout=60).returncode == 0
+    checks.append(Check("base image", found, s.base_image, "bash tools/base-image.sh"))
+    return checks
+
+
+def check_rootless(s: Settings) -> list[Check]:
+    if os.geteuid() == 0:
+        return [Check("rootless", True, "running as root: containers are rootful", warning_only=True)]
+    user = getpass.getuser()
+    ranges = [
+        any(line.split(":")[0] == user for line in Path(f).read_text().splitlines())
+        for f in ("/etc/subuid", "/etc/subgid")
+        if Path(f).exists()
+    ]
+    fix = f"sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}"
+    checks = [Check("subuid/subgid ranges", len(ranges) == 2 and all(ranges), f"for {user}", fix)]
+    checks.append(
+        Check("newuidmap", shutil.which("newuidmap") is not None, "uidmap", "sudo apt-get install uidmap")
+    )
+    linger = Path("/var/lib/systemd/linger") / user
+    checks.append(
+        Check(
+            "linger",
+            linger.exists(),
+            "the user service runs without a login session",
+            f"sudo loginctl enable-linger {user}",
+            warning_only=True,
+        )
+    )
+    return checks
+
+
+def check_inotify(s: Settings) -> list[Check]:
+    proc = Path("/proc/sys/fs/inotify")
+    watches = int((proc / "max_user_watches").read_text())
+    needed = 2 + sum(1 for p in (s.repo / ".git" / "refs").rglob("*") if p.is_dir())
+    fix = (
+        "echo fs.inotify.max_user_watches=524288 | sudo tee /etc/sysctl.d/60-retraind.conf"
+        " && sudo sysctl --system"
+    )
+    checks = [Check("inotify watches", watches >= needed * 4, f"{watches} allowed, {needed} needed", fix)]
+    instances = int((proc / "max_user_instances").read_text())
+    fix = "echo fs.inotify.max_user_instances=512 | sudo tee -a /etc/sysctl.d/60-retraind.conf"
+    checks.append(Check("inotify instances", instances >= 8, f"{instances} allowed", fix))
+    return checks
+
+
+def check_tracking(s: Settings) -> list[Check]:
+    uri = s.tracking_uri
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as r:
+                return [Check("MLflow", r.status == 200, f"{uri} answers /health")]
+        except OSError as e:
+            return [Check("MLflow", False, f"{uri}: {e}", "start the tracking server (see README)")]
+    s.state_dir.mkdir(parents=True, exist_ok=True)
+    writable = os.access(s.state_dir, os.W_OK)
+    return [Check("MLflow", writable, f"embedded store in {s.state_dir}", f"chown -R $USER {s.state_dir}")]
+
+
+def check_disk(s: Settings) -> list[Check]:
+    s.state_dir.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(s.state_dir).free
+    checks = [
+        Check(
+            "disk space",
+            free >= MIN_FREE_BYTES,
+            f"{free / 1024**3:.1f} GiB free under {s.state_dir}",
+            "free some space: retraind gc (old run directories, data objects), podman image prune",
+        )
+    ]
+    held = _held_by_daemon(s)
+    if held is not None:
+        writes, events, error = held
+        checks.append(
+            Check(
+                "journal writes",
+                writes == 0 and events == 0,
+                f"the daemon holds {writes} journal writes and {events} events in memory"
+                + (f" ({error})" if error else ""),
+                f"free space in {s.state_dir}: they are written as soon as there is room",
+            )
+        )
+    return checks
+
+
+def _held_by_daemon(s: Settings) -> tuple[int, int, str] | None:
+    """What a running daemon could not write to its journal (a full disk), or None if none answers."""
+    try:
+        reply = request(s.state_dir / "control.sock", {"cmd": "status"}, timeout_s=3)
+    except InfrastructureError:
+        return None
+    return (
+        int(reply.get("held_journal_writes") or 0),
+        int(reply.get("held_events") or 0),
+        str(reply.get("journal_error") or ""),
+    )
+
+
+def check_inputs(s: Settings) -> list[Check]:
+    return [
+        Check(
+            "data directory",
+            s.data_dir.is_dir(),
+            str(s.data_dir),
+            f"pass the directory with --data-dir ({s.data_dir} is a file)"
+            if s.data_dir.exists()
+            else f"mkdir -p {s.data_dir}",
+        ),
+        Check(
+            "git repository",
+            pygit2.discover_repository(str(s.repo)) is not None,
+            str(s.repo),
+            f"git init {s.repo}",
+        ),
+    ]
+
+
+CHECKS: tuple[Callable[[Settings], list[Check]], ...] = (
+    check_podman,
+    check_rootless,
+    check_inotify,
+    check_tracking,
+    check_disk,
+    check_inputs,
+)
+
+
+def diagnose(s: Settings) -> list[Check]:
+    return [c for check in CHECKS for c in check(s)]
+
+
+def render(checks: list[Check]) -> str:
+    lines = []
+    for c in checks:
+        mark = "ok  " if c.ok else ("warn" if c.warning_only else "FAIL")
+        lines.append(f"{mark}  {c.name}: {c.detail}")
+        if not c.ok and c.fix:
+            lines.append(f"      fix: {c.fix}")
+    return "\n".join(lines)

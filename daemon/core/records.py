@@ -1,0 +1,40 @@
+"""What a pipeline run leaves in MLflow, and what registering it gave back: values only (the MLflow
+adapter records them; the outbox keeps them while MLflow is away)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+IDEMPOTENCY_TAG = "retraind.run_id"  # one MLflow run per pipeline run, however often it is sent
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What one pipeline run leaves in MLflow."""
+
+    experiment: str
+    run_name: str
+    status: str  # FINISHED or FAILED
+    params: Mapping[str, str] = field(default_factory=dict)
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    artifact_dirs: Mapping[str, Path] = field(default_factory=dict)  # artifact path -> local dir
+    model_dir: Path | None = None  # logged under "model" and registered
+    finished_ms: int = 0  # when the pipeline produced the metrics (kept while the outbox waits)
+
+
+@dataclass(frozen=True)
+class Registration:
+    run_id: str
+    model_version: str | None
+    champion: bool  # this version is now the champion
+    promoted_reason: str = ""  # the gate's reason for promoting it, or for leaving it challenger
+
+
+@dataclass(frozen=True)
+class Delivery:
+    run_id: str
+    registration: Registration | None  # None: still waiting
+    error: str = ""
