@@ -31,6 +31,7 @@ from daemon.adapters.tracking import MlflowTracker
 from daemon.adapters.watch import RawEvent, Watcher
 from daemon.core.config import Settings
 from daemon.core.errors import ConfigError, RetraindError
+from daemon.core.jobs import run_label
 from daemon.core.params import load_params
 from daemon.core.promotion import GatePolicy
 from daemon.core.stages import Ports, RunContext, Stage
@@ -61,7 +62,7 @@ def new_run_id(now: datetime | None = None) -> str:
 
 def remove_run_containers(run_id: str) -> list[str]:
     """After an interruption: no container of this run may outlive it."""
-    return PodmanCli().stop_labelled(f"io.retraind.run={run_id}")
+    return PodmanCli().stop_labelled(run_label(run_id))
 
 
 def real_ports(settings: Settings, journal: Journal | None = None) -> Ports:

@@ -9,7 +9,7 @@ from typing import Any
 
 from daemon.core.config import Settings
 from daemon.core.errors import InfrastructureError
-from daemon.core.jobs import CmdResult, ContainerJob, Mount, is_podman_failure
+from daemon.core.jobs import RUN_LABEL, STAGE_LABEL, CmdResult, ContainerJob, Mount, is_podman_failure
 from daemon.core.stages import Ports, RunContext
 
 SCRIPTS = "/opt/retraind/scripts"  # where the Containerfile puts scripts/
@@ -28,7 +28,7 @@ def container_job(
         image=ctx.output("build", "image_id"),
         argv=argv,
         mounts=mounts,
-        labels={"io.retraind.run": ctx.run_id, "io.retraind.stage": stage},
+        labels={RUN_LABEL: ctx.run_id, STAGE_LABEL: stage},
         env=blas_env(ctx.settings),
         timeout_s=ctx.settings.stage_timeout_s,
     )

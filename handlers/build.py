@@ -16,11 +16,11 @@ from daemon.core.cachekeys import copied_sources, ignore_patterns, stage_key
 from daemon.core.environment import content_sha256, this_host
 from daemon.core.errors import ConfigError, InfrastructureError, StageFailedError
 from daemon.core.inputs import file_sha256
-from daemon.core.jobs import BuildJob, ContainerJob
-from daemon.core.stages import Ports, RunContext, StageResult
+from daemon.core.jobs import RUN_LABEL, STAGE_LABEL, BuildJob, ContainerJob
+from daemon.core.stages import BUILD, Ports, RunContext, StageResult
 from handlers.base import SCRIPTS, run_checked
 
-NAME = "build"
+NAME = BUILD
 # The stage cache's entries for what an image holds (image_versions.py's document), keyed by image ID.
 INSPECTED = "build.inspect"
 LOCKFILES = {"python": "requirements.lock", "node": "scripts/package-lock.json"}
@@ -193,7 +193,7 @@ class Build:
             name=f"retraind-{ctx.run_id}-{NAME}-versions",
             image=image_id,
             argv=("python", f"{SCRIPTS}/image_versions.py", "--environment"),
-            labels={"io.retraind.run": ctx.run_id, "io.retraind.stage": NAME},
+            labels={RUN_LABEL: ctx.run_id, STAGE_LABEL: NAME},
         )
         result = run_checked(ports, job, ctx.stage_dir(NAME) / "versions.log")
         if result.returncode != 0:

@@ -20,7 +20,7 @@ from typing import Any
 from daemon.core.cachekeys import stage_key
 from daemon.core.errors import GateRejectedError, StageFailedError
 from daemon.core.jobs import Mount
-from daemon.core.stages import Ports, RunContext, StageResult
+from daemon.core.stages import PREPROCESS, Ports, RunContext, StageResult
 from handlers.base import (
     GATE_CONTRACT,
     SCRIPTS,
@@ -31,7 +31,7 @@ from handlers.base import (
     run_checked,
 )
 
-NAME = "preprocess"
+NAME = PREPROCESS
 OUTPUT = "processed.jsonl"
 EXIT_PARITY = 3  # preprocess.js --parity: written, but the Python port differs
 FILES = (OUTPUT, "summary.json", "parity.json")

@@ -14,12 +14,12 @@ from daemon import __version__
 from daemon.core.cachekeys import stage_key
 from daemon.core.environment import SHA256_TAG, environment_document, this_host
 from daemon.core.errors import RetraindError, TrackingError
-from daemon.core.records import RunRecord
+from daemon.core.records import RUN_ID_TAG, RunRecord
 from daemon.core.registration import KEY_TAG, registered
-from daemon.core.stages import Ports, RunContext, StageResult
+from daemon.core.stages import REGISTER, Ports, RunContext, StageResult
 from handlers.base import blas_env
 
-NAME = "register"
+NAME = REGISTER
 # train.py's identity.json keys -> the run tags that carry them (`retraind reproduce` compares these)
 IDENTITY_TAGS = {"model_sha256": "retraind.model.sha256", "predictions_sha256": "retraind.predictions.sha256"}
 
@@ -28,7 +28,7 @@ def provenance_tags(ctx: RunContext) -> dict[str, str]:
     """Everything needed to trace the model back to code, data, environment and trigger."""
     tags = {
         "mlflow.source.git.commit": ctx.git.commit,
-        "retraind.run_id": ctx.run_id,
+        RUN_ID_TAG: ctx.run_id,
         "retraind.git.commit": ctx.git.commit,
         "retraind.git.branch": ctx.git.branch,
         "retraind.git.dirty": str(ctx.git.dirty).lower(),

@@ -1,4 +1,5 @@
-"""The pipeline's stages, in order: the one explicit list the runner executes."""
+"""The pipeline's stages, in order: the one explicit list the runner executes (in the order of
+daemon.core.stages.STAGE_NAMES, which a unit test holds it to)."""
 
 from __future__ import annotations
 

@@ -11,11 +11,11 @@ from daemon.core.config import Settings
 from daemon.core.environment import this_host
 from daemon.core.errors import ConfigError, StageFailedError
 from daemon.core.jobs import Mount
-from daemon.core.stages import Ports, RunContext, StageResult
+from daemon.core.stages import TRAIN, Ports, RunContext, StageResult
 from handlers.base import SCRIPTS, blas_env, container_job, read_json, run_checked
 from handlers.preprocess import OUTPUT
 
-NAME = "train"
+NAME = TRAIN
 
 
 HASWELL_NEEDS = ("avx2", "fma")  # the CPU flags OpenBLAS's Haswell kernels use

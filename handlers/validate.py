@@ -25,10 +25,10 @@ from daemon.core.cachekeys import stage_key
 from daemon.core.config import Settings
 from daemon.core.errors import GateRejectedError, StageFailedError
 from daemon.core.jobs import Mount
-from daemon.core.stages import Ports, RunContext, StageResult
+from daemon.core.stages import VALIDATE, Ports, RunContext, StageResult
 from handlers.base import GATE_CONTRACT, container_job, data_mounts, data_paths, read_json, run_checked
 
-NAME = "validate"
+NAME = VALIDATE
 REFERENCE = "drift-reference.json"
 MAX_REASONS = 10
 EXIT_PARITY = 3  # gate.js: the data passed and was preprocessed, but the Python port differs

@@ -33,11 +33,11 @@ from daemon.core.promotion import (
     parse_history,
     rollback_target,
 )
+from daemon.core.records import RUN_ID_TAG
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 REASON_TAG = "retraind.promotion.reason"  # model version tag: why it is, or is not, champion
-RUN_ID_TAG = "retraind.run_id"
 MAX_REASON_CHARS = 1000  # registered-model tag values are limited (5000 characters)
 
 
@@ -116,6 +116,18 @@ def prepare_sqlite_store(tracking_uri: str) -> Path | None:
     return aside
 
 
+@contextmanager
+def mlflow_boundary(tracking_uri: str, what: str = "MLflow") -> Iterator[None]:
+    """The one place MLflow's exceptions become ours: it raises many kinds (MlflowException,
+    SQLAlchemy's, requests', OSError...), every one a TrackingError here; ours pass through."""
+    try:
+        yield
+    except RetraindError:
+        raise
+    except Exception as e:
+        raise TrackingError(f"{what} at {tracking_uri} failed: {e}") from e
+
+
 def mlflow_client(tracking_uri: str, http_retries: int = 2, http_timeout_s: int = 20) -> Any:
     """MLflow is imported lazily: it costs seconds and most commands never need it."""
     from mlflow.tracking import MlflowClient
@@ -179,12 +191,8 @@ class MlflowRegistry:
 
     @contextmanager
     def _boundary(self) -> Iterator[Any]:
-        try:
+        with mlflow_boundary(self.tracking_uri, "MLflow registry"):
             yield mlflow_client(self.tracking_uri, self.http_retries, self.http_timeout_s)
-        except RetraindError:
-            raise
-        except Exception as e:  # MLflow raises many kinds; one boundary maps them all
-            raise TrackingError(f"MLflow registry at {self.tracking_uri} failed: {e}") from e
 
     def apply_gate(
         self, name: str, version: str, candidate_f1: float, run_id_label: str, policy: GatePolicy

@@ -7,10 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from daemon.adapters.registry import CHAMPION, REASON_TAG, MlflowRegistry, mlflow_client
-from daemon.core.errors import TrackingError
+from daemon.adapters.registry import CHAMPION, REASON_TAG, MlflowRegistry, mlflow_boundary, mlflow_client
 from daemon.core.promotion import F1_METRIC, GatePolicy
-from daemon.core.records import IDEMPOTENCY_TAG, Registration, RunRecord
+from daemon.core.records import RUN_ID_TAG, Registration, RunRecord
 
 
 def _is_local(uri: str) -> bool:
@@ -47,21 +46,17 @@ class MlflowTracker:
 
     def record(self, run: RunRecord, model_name: str) -> Registration:
         """Log the run; when it has a model, register it and put it through the promotion gate."""
-        try:
+        with mlflow_boundary(self.tracking_uri):
             return self._record(run, model_name)
-        except TrackingError:
-            raise
-        except Exception as e:  # MLflow raises many kinds; one boundary maps them all
-            raise TrackingError(f"MLflow at {self.tracking_uri} failed: {e}") from e
 
     def end_interrupted(self, retraind_run_id: str, reason: str) -> list[str]:
         """A crash can leave the MLflow run of a register stage RUNNING: end it FAILED, with why."""
-        try:
+        with mlflow_boundary(self.tracking_uri):
             client = self._client()
             runs = client.search_runs(
                 [e.experiment_id for e in client.search_experiments()],
                 filter_string=(
-                    f"tags.`retraind.run_id` = '{retraind_run_id}' and attributes.status = 'RUNNING'"
+                    f"tags.`{RUN_ID_TAG}` = '{retraind_run_id}' and attributes.status = 'RUNNING'"
                 ),
             )
             for r in runs:
@@ -69,15 +64,13 @@ class MlflowTracker:
                 client.set_tag(r.info.run_id, "retraind.failure", reason)
                 client.set_terminated(r.info.run_id, "FAILED")
             return [str(r.info.run_id) for r in runs]
-        except Exception as e:  # MLflow raises many kinds; one boundary maps them all
-            raise TrackingError(f"MLflow at {self.tracking_uri} failed: {e}") from e
 
     def _record(self, run: RunRecord, model_name: str) -> Registration:
         from mlflow.entities import Metric, Param
 
         client = self._client()
         experiment_id = self._experiment_id(client, run.experiment)
-        done = self._already_recorded(client, experiment_id, run.tags.get(IDEMPOTENCY_TAG, ""), model_name)
+        done = self._already_recorded(client, experiment_id, run.tags.get(RUN_ID_TAG, ""), model_name)
         if done is not None:
             return done
         # Tags go in with the run itself, so even a run left RUNNING by a crash can be found.
@@ -108,7 +101,7 @@ class MlflowTracker:
         """Exactly once: a FINISHED run with this key is the answer; a partial one is replaced."""
         if not key:
             return None
-        query = f"tags.`{IDEMPOTENCY_TAG}` = '{key}'"
+        query = f"tags.`{RUN_ID_TAG}` = '{key}'"
         for found in client.search_runs([experiment_id], filter_string=query):
             if found.info.status == "FINISHED":
                 versions = client.search_model_versions(f"run_id = '{found.info.run_id}'")
@@ -142,6 +135,6 @@ class MlflowTracker:
         )
         version = str(mv.version)
         f1 = float(run.metrics.get(F1_METRIC, math.nan))
-        by = run.tags.get(IDEMPOTENCY_TAG) or "retraind"
+        by = run.tags.get(RUN_ID_TAG) or "retraind"
         decision = self.registry.apply_gate(name, version, f1, by, self.policy)
         return Registration(run_id, version, decision.promote, decision.reason)

@@ -21,7 +21,7 @@ from typing import Any, Literal, Protocol
 
 from daemon.adapters.gitinfo import Pygit2Reader
 from daemon.adapters.manifest import manifest_diff
-from daemon.adapters.registry import mlflow_client
+from daemon.adapters.registry import mlflow_boundary, mlflow_client
 from daemon.adapters.snapshot import SNAPSHOT, object_store
 from daemon.adapters.store import ObjectStore
 from daemon.core.config import Settings
@@ -31,14 +31,14 @@ from daemon.core.inputs import DataFile, Manifest
 from daemon.core.modeldiff import ModelDiff, Tolerance, compare_models
 from daemon.core.modelfile import UNREADABLE, load_model
 from daemon.core.params import params_from_mlflow
-from daemon.core.records import Registration, RunRecord
-from daemon.core.stages import Ports, RunContext
+from daemon.core.records import RUN_ID_TAG, Registration, RunRecord
+from daemon.core.stages import BUILD, PREPROCESS, TRAIN, Ports, RunContext
 from daemon.engine.pipeline import PipelineOutcome, Reporter, run_stages
 from handlers.build import input_hashes
 from handlers.register import IDENTITY_TAGS
 from handlers.registry import STAGES
 
-REBUILT = ("build", "preprocess", "train")  # the gate already passed once; registering again is not wanted
+REBUILT = (BUILD, PREPROCESS, TRAIN)  # the gate already passed once; registering again is not wanted
 
 
 @dataclass(frozen=True)
@@ -300,17 +300,13 @@ class MlflowRunSource:
         self.tracking_uri = tracking_uri
 
     def recorded_run(self, ref: str) -> RecordedRun:
-        try:
+        with mlflow_boundary(self.tracking_uri):
             return self._recorded_run(ref)
-        except (ReproduceRefusedError, TrackingError):
-            raise
-        except Exception as e:  # MLflow raises many kinds; one boundary maps them all
-            raise TrackingError(f"MLflow at {self.tracking_uri} failed: {e}") from e
 
     def _recorded_run(self, ref: str) -> RecordedRun:
         client = mlflow_client(self.tracking_uri)
         experiments = [e.experiment_id for e in client.search_experiments()]
-        found = client.search_runs(experiments, filter_string=f"tags.`retraind.run_id` = '{ref}'")
+        found = client.search_runs(experiments, filter_string=f"tags.`{RUN_ID_TAG}` = '{ref}'")
         if not found and len(ref) == 32 and all(c in "0123456789abcdef" for c in ref):
             found = client.search_runs(experiments, filter_string=f"attributes.run_id = '{ref}'")
         finished = [r for r in found if r.info.status == "FINISHED"]
@@ -319,7 +315,7 @@ class MlflowRunSource:
         r = finished[0]
         return RecordedRun(
             str(r.info.run_id),
-            str(r.data.tags.get("retraind.run_id", ref)),
+            str(r.data.tags.get(RUN_ID_TAG, ref)),
             dict(r.data.params),
             {k: float(v) for k, v in r.data.metrics.items()},
             dict(r.data.tags),

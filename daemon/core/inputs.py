@@ -19,8 +19,6 @@ class GitInfo:
 
 
 _BUFFER_BYTES = 1 << 18
-
-
 _buffers = threading.local()  # each hashing thread's read buffer
 
 

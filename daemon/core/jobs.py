@@ -10,14 +10,16 @@ from pathlib import Path
 from daemon.core.errors import PODMAN_FAILED, PODMAN_NOT_EXECUTABLE, PODMAN_NOT_FOUND
 
 LABEL = "io.retraind"
-
-
 STAGE_LABEL = "io.retraind.stage"
+RUN_LABEL = "io.retraind.run"  # every container of a run carries it: what stopping a run stops
+
+
+def run_label(run_id: str) -> str:
+    """The `KEY=VALUE` label filter of one run's containers."""
+    return f"{RUN_LABEL}={run_id}"
 
 
 IMAGE_UID = 10001  # the non-root user the Containerfile creates
-
-
 IMAGE_USER = f"{IMAGE_UID}:{IMAGE_UID}"
 
 

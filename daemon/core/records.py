@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-IDEMPOTENCY_TAG = "retraind.run_id"  # one MLflow run per pipeline run, however often it is sent
+# The MLflow run tag naming the pipeline run: one MLflow run per pipeline run, however often the
+# outbox sends it, and how a registered version finds its way back to the run that trained it.
+RUN_ID_TAG = "retraind.run_id"
 
 
 @dataclass(frozen=True)

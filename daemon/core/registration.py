@@ -4,11 +4,9 @@ delivering it later (whose result then fills the stage cache under the key the r
 from __future__ import annotations
 
 from daemon.core.records import Registration
-from daemon.core.stages import StageResult
+from daemon.core.stages import REGISTER, StageResult
 
-NAME = "register"
-
-
+NAME = REGISTER
 KEY_TAG = "retraind.cache_key.register"  # lets a registration sent later from the outbox fill the cache
 
 

@@ -15,6 +15,11 @@ from daemon.core.jobs import BuildJob, CmdResult, ContainerJob
 from daemon.core.params import TrainParams
 from daemon.core.records import Delivery, Registration, RunRecord
 
+# The stages' names, defined here once: the handlers take theirs from these, handlers/registry.py
+# lists the stages in this order, and the metrics and `retraind reproduce` derive theirs.
+BUILD, VALIDATE, PREPROCESS, TRAIN, REGISTER = "build", "validate", "preprocess", "train", "register"
+STAGE_NAMES = (BUILD, VALIDATE, PREPROCESS, TRAIN, REGISTER)
+
 
 class ContainerRunner(Protocol):
     def build(self, job: BuildJob, log_path: Path) -> CmdResult: ...

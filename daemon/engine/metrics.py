@@ -19,6 +19,7 @@ from prometheus_client import (
 from prometheus_client.exposition import ThreadingWSGIServer
 
 from daemon import __version__
+from daemon.core.stages import STAGE_NAMES
 
 # No `*_created` samples: in the text format Prometheus keeps each as a gauge series of its own (a
 # counter's or histogram child's creation time), which no panel, rule or alert reads; with 50 runs
@@ -28,7 +29,7 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Stages take from half a second (a cache hit) to hours (a big training): buckets reach 4 h.
 BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400)
-STAGES = ("build", "validate", "preprocess", "train", "register")
+STAGES = STAGE_NAMES
 STAGE_OUTCOMES = ("success", "failure", "cancelled", "cache_hit")
 RUN_OUTCOMES = ("succeeded", "failed", "gate_rejected", "cancelled", "interrupted", "up_to_date")
 TRIGGERS = ("commit", "data", "schedule", "manual", "rescan", "ci")

@@ -23,6 +23,7 @@ from daemon.adapters.watch import RawEvent, close_events_available
 from daemon.core.config import Settings
 from daemon.core.debounce import Cause, Debouncer, FileState, PipelineEvent
 from daemon.core.errors import InfrastructureError
+from daemon.core.jobs import run_label
 from daemon.core.nospace import is_no_space
 from daemon.core.runqueue import Admission, RunQueue
 from daemon.core.stages import Outbox, Ports, RunContext, Stage
@@ -208,7 +209,7 @@ class Service:
         if self._running is not None:
             run_id, thread = self._running
             log.warning("run_cancelling", run_id=run_id, reason=self._cancel_reason)
-            self.ports.containers.stop_labelled(f"io.retraind.run={run_id}", self.settings.stop_timeout_s)
+            self.ports.containers.stop_labelled(run_label(run_id), self.settings.stop_timeout_s)
             thread.join(timeout=self.settings.stop_timeout_s + 30)
         if not self.writes.flush() or self._unrecorded:
             log.error(
@@ -391,14 +392,14 @@ class Service:
         self._cancel_reason = why
         threading.Thread(
             target=self.ports.containers.stop_labelled,
-            args=(f"io.retraind.run={run_id}", self.settings.stop_timeout_s),
+            args=(run_label(run_id), self.settings.stop_timeout_s),
             daemon=True,
         ).start()
 
     def _recover(self) -> None:
         """Runs a crash left 'running': interrupted, containers gone, MLflow ended, retried once."""
         for run in self.journal.recover_interrupted():
-            removed = self.ports.containers.stop_labelled(f"io.retraind.run={run.run_id}", 5)
+            removed = self.ports.containers.stop_labelled(run_label(run.run_id), 5)
             try:
                 self.ports.tracker.end_interrupted(run.run_id, run.error or "interrupted")
             except Exception as e:  # a tracking outage must not stop recovery
