@@ -114,7 +114,7 @@ def test_kill_9_during_training_then_restart_recovers_and_runs_once_more(daemon:
     daemon.start()  # reconcile at start: the data differ from the (absent) last run
     daemon.wait_log(lambda e: e.get("event") == "stage_started" and e.get("stage") == "train", RUN_DEADLINE_S)
     daemon.signal(signal.SIGKILL)
-    assert daemon.adapters.proc is not None and daemon.adapters.proc.wait(10) == -9
+    assert daemon.proc is not None and daemon.proc.wait(10) == -9
     crashed = daemon.runs()[0]
     daemon.lines.clear()
     daemon.start()
@@ -143,7 +143,7 @@ def test_a_retry_killed_too_is_not_run_again_after_the_next_restart(daemon: Daem
     for _ in range(2):  # the first run, then its retry: each killed in the middle of a stage
         started = daemon.wait_log(lambda e: e.get("event") == "stage_started", RUN_DEADLINE_S)
         daemon.signal(signal.SIGKILL)
-        assert daemon.adapters.proc is not None and daemon.adapters.proc.wait(30) == -9
+        assert daemon.proc is not None and daemon.proc.wait(30) == -9
         daemon.lines.clear()
         daemon.start()
     not_retried = daemon.wait_log(lambda e: e.get("event") == "run_not_retried", RUN_DEADLINE_S)
@@ -165,7 +165,7 @@ def test_sigterm_during_a_stage_exits_0_within_15_s_and_records_cancelled(daemon
     daemon.wait_container(started["run_id"])  # the training container is up (and sleeps)
     sent = time.monotonic()
     daemon.signal(signal.SIGTERM)
-    assert daemon.adapters.proc is not None and daemon.adapters.proc.wait(20) == 0
+    assert daemon.proc is not None and daemon.proc.wait(20) == 0
     assert time.monotonic() - sent < 15
     (run,) = daemon.runs()
     assert run.status == "cancelled" and run.failed_stage == "train"
@@ -209,4 +209,4 @@ def test_bad_drops_are_rejected_without_stopping_the_daemon_and_a_good_one_then_
     with urllib.request.urlopen(url, timeout=5) as r:
         metrics = r.read().decode()
     assert 'retraind_gate_failures_total{reason="binary"} 2.0' in metrics
-    assert daemon.adapters.proc is not None and daemon.adapters.proc.poll() is None
+    assert daemon.proc is not None and daemon.proc.poll() is None

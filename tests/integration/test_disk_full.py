@@ -131,7 +131,7 @@ def test_a_full_disk_fails_the_run_not_the_daemon_which_recovers_when_space_retu
         drop(tmp_path / "data", "sample.csv")
         (failed,) = daemon.wait_idle(1)  # the half export is removed, so the failure itself is journalled
         assert failed.status == "failed" and "no space left on device" in (failed.error or ""), failed
-        assert daemon.adapters.proc is not None and daemon.adapters.proc.poll() is None  # still up
+        assert daemon.proc is not None and daemon.proc.poll() is None  # still up
         assert gauge(daemon, "retraind_state_no_space") == 1
         assert not (tmpfs_state / "runs" / failed.run_id).exists()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RETRAIND_", "MLFLOW_"))}
