@@ -38,7 +38,7 @@ from daemon.core.stages import Ports, RunContext, Stage
 from daemon.engine.metrics import Metrics, start_metrics_server
 from daemon.engine.pipeline import PipelineOutcome, Reporter, run_stages
 from daemon.engine.progress import Fanout, WarmUpReporter
-from daemon.engine.service import Hooks, Service
+from daemon.engine.service import Hooks, Intake, Service
 from daemon.state.journal import Journal
 from daemon.state.outbox import Outbox
 from daemon.state.retention import (
@@ -198,34 +198,31 @@ def data_sha256(settings: Settings) -> str:
     return scan(settings, object_store(settings)).sha256
 
 
-def start_intake(service: Service) -> Callable[[Settings, queue.Queue[RawEvent]], Callable[[], None]]:
-    """Watchers, the scheduler and the control socket, all feeding the service's raw queue."""
+def start_intake(settings: Settings, service: Intake) -> Callable[[], None]:
+    """Watchers, the scheduler and the control socket, all feeding the service's raw queue;
+    returns their stop function."""
+    watcher = Watcher(settings.data_dir, Pygit2Reader().git_dir(settings.repo), service.raw)
+    scheduler = build_scheduler(settings, service.raw)
+    control = ControlServer(settings.state_dir / "control.sock", control_handler(service))
+    probe = ChampionProbe(settings.tracking_uri)  # in a child process: MLflow stays out of the daemon
+    champion = ChampionGauge(probe, settings.model_name, service.metrics)
+    scheduler.add_job(
+        champion.refresh,
+        "interval",
+        seconds=settings.reconcile_interval_s,
+        next_run_time=datetime.now(UTC),
+        id="champion",
+    )
+    watcher.start()
+    scheduler.start()
+    control.start()
 
-    def start(settings: Settings, raw: queue.Queue[RawEvent]) -> Callable[[], None]:
-        watcher = Watcher(settings.data_dir, Pygit2Reader().git_dir(settings.repo), raw)
-        scheduler = build_scheduler(settings, raw)
-        control = ControlServer(settings.state_dir / "control.sock", control_handler(service))
-        probe = ChampionProbe(settings.tracking_uri)  # in a child process: MLflow stays out of the daemon
-        champion = ChampionGauge(probe, settings.model_name, service.metrics)
-        scheduler.add_job(
-            champion.refresh,
-            "interval",
-            seconds=settings.reconcile_interval_s,
-            next_run_time=datetime.now(UTC),
-            id="champion",
-        )
-        watcher.start()
-        scheduler.start()
-        control.start()
+    def stop() -> None:
+        control.stop()
+        scheduler.shutdown(wait=False)
+        watcher.stop()
 
-        def stop() -> None:
-            control.stop()
-            scheduler.shutdown(wait=False)
-            watcher.stop()
-
-        return stop
-
-    return start
+    return stop
 
 
 class ChampionGauge:
@@ -261,7 +258,7 @@ def build_scheduler(settings: Settings, raw: queue.Queue[RawEvent]) -> Backgroun
     return scheduler
 
 
-def control_handler(service: Service) -> Callable[[dict[str, Any], int], dict[str, Any]]:
+def control_handler(service: Intake) -> Callable[[dict[str, Any], int], dict[str, Any]]:
     def handle(request: dict[str, Any], uid: int) -> dict[str, Any]:
         if request.get("cmd") == "trigger":
             kind = "forced" if request.get("force") else "manual"
@@ -311,12 +308,11 @@ def build_service(settings: Settings, reload: Callable[[], Settings] | None = No
         new_run_id=new_run_id,
         head_commit=head_commit,
         data_sha256=data_sha256,
+        start_intake=start_intake,
         reload=reload,
         collect=lambda s: _collect_quietly(s, journal, metrics),
         warm_up=lambda s: preload_mlflow(s.tracking_uri),
     )
     notifier = Notifier(settings.notify_socket)
     ports = real_ports(settings, journal)
-    service = Service(settings, journal, ports, STAGES, hooks, notifier, metrics=metrics)
-    hooks.start_intake = start_intake(service)
-    return service
+    return Service(settings, journal, ports, STAGES, hooks, notifier, metrics=metrics)

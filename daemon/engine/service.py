@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -36,7 +36,16 @@ log = structlog.get_logger()
 HEAVY_MODULES = ("mlflow", "pandas", "sklearn", "scipy", "sqlalchemy", "pyarrow", "numpy")
 
 
-@dataclass
+class Intake(Protocol):
+    """What the intake (watchers, scheduler, control socket) feeds and reads of the service."""
+
+    raw: queue.Queue[RawEvent]
+    metrics: Metrics
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
 class Hooks:
     """The outside world the loop needs beyond the ports, injected by the composition root."""
 
@@ -44,9 +53,9 @@ class Hooks:
     new_run_id: Callable[[], str]
     head_commit: Callable[[Settings], str]  # the watched branch's commit
     data_sha256: Callable[[Settings], str]
-    start_intake: Callable[[Settings, queue.Queue[RawEvent]], Callable[[], None]] = field(
-        default=lambda s, q: lambda: None
-    )  # starts watchers, scheduler and control socket; returns their stop function
+    start_intake: Callable[[Settings, Intake], Callable[[], None]] = field(
+        default=lambda s, intake: lambda: None
+    )  # starts watchers, scheduler and control socket feeding the service; returns their stop
     reload: Callable[[], Settings] | None = None
     collect: Callable[[Settings], None] = field(default=lambda s: None)  # retention after each run
     warm_up: Callable[[Settings], object] = field(default=lambda s: None)  # import MLflow ahead of register
@@ -99,7 +108,7 @@ class Service:
     def serve(self) -> int:
         """Run until stop() is called; returns the exit code (0: a clean stop)."""
         self._recover()
-        stop_intake = self.hooks.start_intake(self.settings, self.raw)
+        stop_intake = self.hooks.start_intake(self.settings, self)
         self.last_commit = self._safe(self.hooks.head_commit, "")
         self.reconcile("start")
         self.notifier.ready(self._status_line())

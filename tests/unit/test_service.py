@@ -81,7 +81,7 @@ def test_reconcile_queues_only_when_inputs_differ_from_the_last_attempt(service:
     service.journal.finish_run("done", "gate_rejected", 3)
     service.reconcile("periodic")
     assert service.queue.running is None  # a rejected drop is not retried until something changes
-    service.hooks.data_sha256 = lambda s: "d2"
+    service.hooks = replace(service.hooks, data_sha256=lambda s: "d2")
     service.reconcile("periodic")
     wait_for_run(service)
     assert service.journal.recent_runs(1)[0].causes[0][0] == "rescan"
@@ -125,7 +125,7 @@ def test_after_a_retry_interrupted_too_a_restart_queues_no_fresh_run_of_the_same
     assert [e["event"] for e in logs if e["log_level"] == "error"] == ["run_not_retried"]
     assert service.queue.running is None and not [e for e in logs if e["event"] == "event_admitted"]
     assert [r.run_id for r in service.journal.recent_runs(5)] == ["retry", "first"]
-    service.hooks.data_sha256 = lambda s: "d2"  # new data is still run
+    service.hooks = replace(service.hooks, data_sha256=lambda s: "d2")  # new data is still run
     service.reconcile("periodic")
     wait_for_run(service)
     assert service.journal.recent_runs(1)[0].attempt == 1
