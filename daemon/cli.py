@@ -218,7 +218,7 @@ def _run(args: argparse.Namespace, json_lines: bool) -> int:
             structlog.get_logger().info("metrics_exported", run_id=run_id, to=exported)
     except OSError as e:  # metrics are not worth failing a run that trained
         structlog.get_logger().warning("metrics_export_failed", run_id=run_id, error=str(e))
-    if outcome.ok and outcome.results["register"].outputs.get("queued"):
+    if outcome.ok and not outcome.results["register"].final:  # waiting in the outbox
         structlog.get_logger().warning(
             "registration_deferred",
             run_id=run_id,

@@ -130,11 +130,8 @@ class Register:
                 raise
             ports.outbox.put(ctx.run_id, record, ctx.settings.model_name, str(e))
             summary = f"MLflow unreachable: waiting in the outbox ({ports.outbox.backlog()} in all)"
-            return StageResult(
-                NAME,
-                summary,
-                {"mlflow_run_id": None, "model_version": None, "champion": False, "queued": True},
-            )
+            outputs = {"mlflow_run_id": None, "model_version": None, "champion": False, "queued": True}
+            return StageResult(NAME, summary, outputs, final=False)  # the outbox caches it when sent
         return registered(reg, ctx.settings.model_name)
 
 

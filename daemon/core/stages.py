@@ -47,6 +47,9 @@ class StageResult:
     outputs: Mapping[str, Any] = field(default_factory=dict)  # JSON-serialisable: the stage cache keeps it
     cache_key: str = ""  # hash of exactly what the stage read (daemon/core/cachekeys.py)
     cached_from: str = ""  # the run whose result this is, when the stage cache answered
+    # False for a result that must not answer for these inputs again: a registration still waiting
+    # in the outbox (the outbox fills the cache once it is delivered). Not kept by the cache.
+    final: bool = True
 
 
 @dataclass(frozen=True)

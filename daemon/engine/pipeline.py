@@ -103,7 +103,7 @@ def run_or_reuse(stage: Stage, ctx: RunContext, ports: Ports, use_cache: bool) -
             summary = f"up to date: {hit.summary} (run {hit.run_id})"
             return StageResult(stage.name, summary, hit.outputs, key, hit.run_id)
     result = replace(stage.run(ctx, ports), cache_key=key)
-    if ports.cache is not None and not result.outputs.get("queued"):  # queued: not registered yet
+    if ports.cache is not None and result.final:
         ports.cache.store(stage.name, key, ctx.run_id, result)
     return result
 

@@ -216,6 +216,35 @@ def test_tracking_outage_with_an_outbox_completes_the_run_and_queues_it(
     assert outbox.backlog() == 1
 
 
+def test_a_registration_waiting_in_the_outbox_does_not_answer_for_its_inputs_again(
+    ctx: RunContext, tmp_path: Path
+) -> None:
+    from daemon.state.journal import Journal
+    from daemon.state.outbox import Outbox
+    from tests.fakes import MemoryStageCache
+
+    outbox, cache = Outbox(Journal.open(tmp_path / "journal.db")), MemoryStageCache()
+    down = FakeTracker(fail_with=TrackingError("MLflow at http://x failed: refused"))
+    first = run_stages(
+        ctx, list(STAGES.values()), Ports(containers(), down, outbox, cache), RecordingReporter()
+    )
+    assert first.results["register"].final is False
+    assert {stage for stage, _ in cache.entries} == {
+        "build",
+        "build.inspect",
+        "validate",
+        "preprocess",
+        "train",
+    }
+    up = FakeTracker()
+    second = run_stages(
+        ctx, list(STAGES.values()), Ports(containers(), up, outbox, cache), RecordingReporter()
+    )
+    assert (
+        second.results["register"].cached_from == "" and len(up.records) == 1
+    )  # registered, not "up to date"
+
+
 def test_a_parity_mismatch_is_a_gate_rejection_with_examples(ctx: RunContext) -> None:
     example = {"file": "a.csv", "line": 7, "text": "#win", "node": "win", "python": "#win"}
     report = {"rows": 100, "mismatches": 3, "examples": [example]}
