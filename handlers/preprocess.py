@@ -33,8 +33,12 @@ from handlers.base import (
 
 NAME = PREPROCESS
 OUTPUT = "processed.jsonl"
-EXIT_PARITY = 3  # preprocess.js --parity: written, but the Python port differs
-FILES = (OUTPUT, "summary.json", "parity.json")
+EXIT_PARITY = 3  # preprocess.js and gate.js with --parity: written, but the Python port differs
+FILES = (OUTPUT, "summary.json", "parity.json")  # what it writes, wherever it runs
+# Where preprocess.js (and gate.js, in validate's container) write them, and the parity check's
+# report (images before stage contract 2 have no --parity).
+OUTPUT_ARGS = ("--output", f"/out/{OUTPUT}", "--summary", "/out/summary.json")
+PARITY_ARGS = ("--parity", "/out/parity.json")
 
 
 class Preprocess:
@@ -53,9 +57,9 @@ class Preprocess:
         if prepared is not None:
             returncode, where = self._take(prepared, out), " (in validate's container)"
         elif ctx.speaks(GATE_CONTRACT):
-            returncode, where = self._preprocess(ctx, ports, out, ("--parity", "/out/parity.json")), ""
+            returncode, where = self._preprocess(ctx, ports, out, (*OUTPUT_ARGS, *PARITY_ARGS)), ""
         else:
-            self._preprocess(ctx, ports, out, ())
+            self._preprocess(ctx, ports, out, OUTPUT_ARGS)
             returncode, where = self._parity(ctx, ports, out), ""
         parity = self._verdict(read_json(out / "parity.json") or {}, returncode)
         summary = read_json(out / "summary.json") or {}
@@ -88,11 +92,13 @@ class Preprocess:
                 shutil.copyfile(source / name, target)
         return int(prepared.get("returncode", 0))
 
-    def _preprocess(self, ctx: RunContext, ports: Ports, out: Path, extra: tuple[str, ...]) -> int:
-        argv = ("node", "preprocess.js", "--output", f"/out/{OUTPUT}", "--summary", "/out/summary.json")
-        job = container_job(ctx, NAME, (*argv, *extra, *data_paths(ctx)), data_mounts(ctx, out))
-        result = run_checked(ports, job, out / "preprocess.log")
-        if result.returncode not in (0, EXIT_PARITY) or (result.returncode == EXIT_PARITY and not extra):
+    def _preprocess(self, ctx: RunContext, ports: Ports, out: Path, outputs: tuple[str, ...]) -> int:
+        argv = ("node", "preprocess.js", *outputs, *data_paths(ctx))
+        result = run_checked(
+            ports, container_job(ctx, NAME, argv, data_mounts(ctx, out)), out / "preprocess.log"
+        )
+        parity = "--parity" in outputs
+        if result.returncode not in (0, EXIT_PARITY) or (result.returncode == EXIT_PARITY and not parity):
             raise StageFailedError(NAME, result.returncode, result.tail(10))
         return result.returncode
 

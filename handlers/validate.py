@@ -27,12 +27,11 @@ from daemon.core.errors import GateRejectedError, StageFailedError
 from daemon.core.jobs import Mount
 from daemon.core.stages import VALIDATE, Ports, RunContext, StageResult
 from handlers.base import GATE_CONTRACT, container_job, data_mounts, data_paths, read_json, run_checked
+from handlers.preprocess import EXIT_PARITY, OUTPUT_ARGS, PARITY_ARGS
 
 NAME = VALIDATE
 REFERENCE = "drift-reference.json"
 MAX_REASONS = 10
-EXIT_PARITY = 3  # gate.js: the data passed and was preprocessed, but the Python port differs
-PREPARED = ("processed.jsonl", "summary.json", "parity.json")  # what gate.js writes for preprocess
 
 
 def _escaped(c: str) -> str:
@@ -114,7 +113,7 @@ class Validate:
             "dir": str(out),
         }
         if prepare:  # preprocessed in this container: the preprocess stage takes the files
-            outputs["prepared"] = {"dir": str(out), "returncode": returncode, "files": list(PREPARED)}
+            outputs["prepared"] = {"dir": str(out), "returncode": returncode}
             summary += ", then were preprocessed"
         if (out / REFERENCE).is_file():  # becomes the drift reference once the whole run succeeded
             outputs["reference"] = str(out / REFERENCE)
@@ -152,10 +151,8 @@ class Validate:
             "--write-reference",
             f"/out/{REFERENCE}",
         )
-        if prepare:
-            processed, summary, parity = PREPARED
-            argv += ("--output", f"/out/{processed}", "--summary", f"/out/{summary}")
-            argv += ("--parity", f"/out/{parity}")
+        if prepare:  # the preprocess stage's files, in this stage's directory (it takes them)
+            argv += (*OUTPUT_ARGS, *PARITY_ARGS)
         mounts = data_mounts(ctx, out)
         if reference.is_file():  # drift against the last accepted drop
             argv += ("--reference", f"/ref/{REFERENCE}")

@@ -5,6 +5,7 @@
  * processed.jsonl again in a container of its own once the file is complete.
  */
 
+const os = require('os');
 const path = require('path');
 const { spawn } = require('child_process');
 const { once } = require('events');
@@ -34,7 +35,7 @@ function startParity(reportPath) {
   });
   const exited = new Promise((resolve, reject) => {
     child.once('error', reject);
-    child.once('close', (code, signal) => resolve(code === null ? 128 + (signal === 'SIGKILL' ? 9 : 15) : code));
+    child.once('close', (code, signal) => resolve(code === null ? 128 + os.constants.signals[signal] : code));
   });
   exited.catch(() => {}); // handled by whoever awaits finish(); not an unhandled rejection before then
   let broken = false;
@@ -69,4 +70,4 @@ async function* teeToParity(chunks, parity) {
   }
 }
 
-module.exports = { startParity, teeToParity, pythonExecutable, PARITY_AGREES, PARITY_DIFFERS, MAX_IN_FLIGHT_BYTES };
+module.exports = { startParity, teeToParity, PARITY_AGREES, PARITY_DIFFERS };

@@ -26,8 +26,14 @@ def _class_body(ranges: list[list[int]]) -> str:
 
 
 @functools.cache
+def _table() -> dict[str, list[list[int]]]:
+    table: dict[str, list[list[int]]] = json.loads(CHARCLASS.read_text(encoding="utf-8"))
+    return table
+
+
+@functools.cache
 def _patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
-    table = json.loads(CHARCLASS.read_text(encoding="utf-8"))
+    table = _table()
     whitespace = _class_body(table["whitespace"])
     not_kept = re.compile(f"[^{_class_body(table['letters_numbers'])}{whitespace}]")
     return not_kept, re.compile(f"[{whitespace}]+")
@@ -38,7 +44,7 @@ def _ascii_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
     """The same two classes restricted to ASCII, from the same table: on ASCII text, lower() maps
     A-Z alone, so stripping once, before it, gives what the general patterns give (textclean.js's
     asciiTokens takes the same shortcut). A third of the cost of the general patterns."""
-    table = json.loads(CHARCLASS.read_text(encoding="utf-8"))
+    table = _table()
 
     def within(c: int, ranges: list[list[int]]) -> bool:
         return any(a <= c <= b for a, b in ranges)
