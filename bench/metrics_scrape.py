@@ -46,6 +46,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from daemon.core.errors import CancelledError, GateRejectedError, StageFailedError
+from daemon.core.outcome import PipelineOutcome
 from daemon.core.stages import StageResult
 from daemon.engine.metrics import (
     GATE_REASONS,
@@ -58,8 +59,7 @@ from daemon.engine.metrics import (
     Metrics,
     start_metrics_server,
 )
-from daemon.engine.pipeline import PipelineOutcome
-from daemon.engine.progress import MetricsReporter
+from daemon.engine.progress import MetricsRecorder
 
 TARGET_P99_MS = 5.0
 RUNS = 50
@@ -92,27 +92,29 @@ def record_runs(metrics: Metrics, n: int, seed: int = 42) -> None:
     hits), fail the gate, fail or are cancelled in train, so those series exist as they would."""
     rng = random.Random(seed)
     for i in range(n):
-        reporter = MetricsReporter(metrics, rng.choice(["commit", "data", "schedule", "manual"]))
+        reporter = MetricsRecorder(metrics)
+        trigger = rng.choice(["commit", "data", "schedule", "manual"])
         metrics.event({"data"})
         train = StageResult("train", "", {"metrics": {"f1_score_weighted": rng.uniform(0.7, 0.74)}})
         if i % 7 == 3:
             error = GateRejectedError("validate", ["bad"], {"unknown_label"})
             reporter.stage_failed(f"r{i}", "validate", rng.uniform(5, 12), error)
-            reporter.run_finished(PipelineOutcome(f"r{i}", {}, {}, 15.0, "validate", error))
+            reporter.run_finished(PipelineOutcome(f"r{i}", {}, {}, 15.0, "validate", error, trigger=trigger))
         elif i % 11 == 5 or i % 17 == 8:
             failure = StageFailedError("train", 1, "") if i % 11 == 5 else CancelledError("train", "SIGTERM")
             reporter.stage_failed(f"r{i}", "train", rng.uniform(1, 8), failure)
-            reporter.run_finished(PipelineOutcome(f"r{i}", {}, {}, 20.0, "train", failure))
+            reporter.run_finished(PipelineOutcome(f"r{i}", {}, {}, 20.0, "train", failure, trigger=trigger))
         elif i % 5 == 0:
             outputs = CACHED_OUTPUTS | {"train": train.outputs}
             cached = {s: StageResult(s, "", outputs.get(s, {}), cached_from="r0") for s in STAGES}
             for result in cached.values():
                 reporter.stage_finished(f"r{i}", result, rng.uniform(0.001, 0.05))
-            reporter.run_finished(PipelineOutcome(f"r{i}", cached, {}, 0.4))
+            reporter.run_finished(PipelineOutcome(f"r{i}", cached, {}, 0.4, trigger=trigger))
         else:
             for stage in STAGES:
                 reporter.stage_finished(f"r{i}", StageResult(stage, ""), rng.uniform(0.5, 30))
-            reporter.run_finished(PipelineOutcome(f"r{i}", {"train": train}, {}, rng.uniform(15, 60)))
+            outcome = PipelineOutcome(f"r{i}", {"train": train}, {}, rng.uniform(15, 60), trigger=trigger)
+            reporter.run_finished(outcome)
 
 
 def every_combination(metrics: Metrics) -> None:

@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 from daemon.adapters.logs import configure_logging  # noqa: E402
 from daemon.app import run_once  # noqa: E402
 from daemon.core.config import load_settings  # noqa: E402
-from daemon.engine.pipeline import PipelineOutcome  # noqa: E402
-from daemon.engine.progress import LogReporter  # noqa: E402
+from daemon.core.outcome import PipelineOutcome  # noqa: E402
+from daemon.engine.progress import LogRecorder  # noqa: E402
 
 TARGET = 1.6
 
@@ -38,7 +38,7 @@ def pipeline(
     settings = load_settings(
         {"repo": ROOT, "data_dir": data_dir, "state_dir": state_dir, "no_cache": no_cache}
     )
-    outcome = run_once(settings, LogReporter(), use_cache=not force)  # forced: the stages, not the cache
+    outcome = run_once(settings, LogRecorder(), use_cache=not force)  # forced: the stages, not the cache
     if not outcome.ok:
         raise SystemExit(f"pipeline failed at {outcome.failed_stage}: {outcome.error}")
     return outcome

@@ -7,6 +7,7 @@ One-shot flow (`retraind run`):  git + data manifest -> build -> validate -> pre
 from __future__ import annotations
 
 import fcntl
+import functools
 import queue
 import secrets
 import shutil
@@ -31,14 +32,18 @@ from daemon.adapters.tracking import MlflowTracker
 from daemon.adapters.watch import RawEvent, Watcher
 from daemon.core.config import Settings
 from daemon.core.errors import ConfigError, RetraindError
+from daemon.core.inputs import GitReader
 from daemon.core.jobs import run_label
+from daemon.core.outcome import Fanout, PipelineOutcome, Recorder
 from daemon.core.params import load_params
 from daemon.core.promotion import GatePolicy
+from daemon.core.runqueue import RunQueue
 from daemon.core.stages import Ports, RunContext, Stage
 from daemon.engine.metrics import Metrics, start_metrics_server
-from daemon.engine.pipeline import PipelineOutcome, Reporter, run_stages
-from daemon.engine.progress import Fanout, WarmUpReporter
-from daemon.engine.service import Hooks, Intake, Service
+from daemon.engine.pipeline import run_stages
+from daemon.engine.progress import WarmUp
+from daemon.engine.service import Hooks, Intake, Service, debouncer_for, held_writes
+from daemon.engine.worker import DriftReference, Queued, Runner, daemon_recorder, merge
 from daemon.state.journal import Journal
 from daemon.state.outbox import Outbox
 from daemon.state.retention import (
@@ -51,7 +56,8 @@ from daemon.state.retention import (
 )
 from daemon.state.stagecache import JournalStageCache
 from handlers.registry import STAGES
-from handlers.validate import advance_reference
+
+GIT: GitReader = Pygit2Reader()  # the one git reader of the process (pygit2 holds no state between calls)
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -78,11 +84,11 @@ def real_ports(settings: Settings, journal: Journal | None = None) -> Ports:
     return Ports(PodmanCli(), tracker, Outbox(journal), JournalStageCache(journal))
 
 
-def prepare_run(settings: Settings, run_id: str) -> RunContext:
+def prepare_run(settings: Settings, run_id: str, trigger: str | None = None) -> RunContext:
     """Seal what a run reads in a fresh run directory: one commit, exported (the tip of the watched
     branch, HEAD without one; the live worktree only with --worktree), its params.toml, and a
-    snapshot of the data drop in the object store."""
-    reader = Pygit2Reader()
+    snapshot of the data drop in the object store. The trigger: `retraind run --trigger` unless given."""
+    reader = GIT
     run_dir = settings.runs_dir / run_id
     run_dir.mkdir(parents=True)
     try:
@@ -98,12 +104,12 @@ def prepare_run(settings: Settings, run_id: str) -> RunContext:
     except BaseException:  # a half export or snapshot is no use, and on a full disk it is the space
         remove_run_dir(run_dir)
         raise
-    return RunContext(run_id, run_dir, settings, git, manifest, params)
+    return RunContext(run_id, run_dir, settings, git, manifest, params, trigger=trigger or settings.trigger)
 
 
 def run_once(
     settings: Settings,
-    reporter: Reporter,
+    recorder: Recorder,
     ports: Ports | None = None,
     stages: Mapping[str, Stage] = STAGES,
     run_id: str | None = None,
@@ -116,18 +122,18 @@ def run_once(
     """
     ctx = prepare_run(settings, run_id or new_run_id())
     if ports is not None:
-        return run_stages(ctx, list(stages.values()), ports, reporter, use_cache=use_cache)
+        return run_stages(ctx, list(stages.values()), ports, recorder, use_cache=use_cache)
     # MLflow is imported once validate has really passed, as the daemon does: by then the validate
-    # container no longer needs both cores, and the training leaves one idle until register.
-    reporter = Fanout(reporter, WarmUpReporter(lambda: preload_mlflow(settings.tracking_uri)))
+    # container no longer needs both cores, and the training leaves one idle until register. Only a
+    # run that succeeded makes its drop the next drift reference.
+    warm_up = WarmUp(lambda: preload_mlflow(settings.tracking_uri))
+    recorder = Fanout(recorder, warm_up, DriftReference(settings.state_dir))
     journal = Journal.open(settings.state_dir / "journal.db")
     try:
         ports = real_ports(settings, journal)
         assert ports.outbox is not None
         ports.outbox.flush(ports.tracker)
-        outcome = run_stages(ctx, list(stages.values()), ports, reporter, use_cache=use_cache)
-        if outcome.ok:  # only a run that succeeded makes its drop the next drift reference
-            advance_reference(ctx.settings, outcome.results)
+        outcome = run_stages(ctx, list(stages.values()), ports, recorder, use_cache=use_cache)
         collect_after_run(settings, journal, outcome)
         return outcome
     finally:
@@ -168,9 +174,8 @@ def _collect_quietly(settings: Settings, journal: Journal, metrics: Metrics) -> 
 def collect_after_run(settings: Settings, journal: Journal, outcome: PipelineOutcome) -> None:
     """gc after every run; it asks the registry only when the run registered (MLflow is loaded then),
     so an up-to-date run stays fast. Never fails the run."""
-    register = outcome.results.get("register")
     try:
-        done = collect_garbage(settings, journal, ask_registry=bool(register and not register.cached_from))
+        done = collect_garbage(settings, journal, ask_registry=outcome.champion is not None)
     except (RetraindError, OSError) as e:
         structlog.get_logger().warning("gc_failed", run_id=outcome.run_id, error=str(e))
         return
@@ -189,7 +194,7 @@ def collect_after_run(settings: Settings, journal: Journal, outcome: PipelineOut
 
 def head_commit(settings: Settings) -> str:
     """The watched branch's commit (HEAD's when no branch is configured)."""
-    return Pygit2Reader().ref_commit(settings.repo, settings.branch)
+    return GIT.ref_commit(settings.repo, settings.branch)
 
 
 def data_sha256(settings: Settings) -> str:
@@ -201,7 +206,7 @@ def data_sha256(settings: Settings) -> str:
 def start_intake(settings: Settings, service: Intake) -> Callable[[], None]:
     """Watchers, the scheduler and the control socket, all feeding the service's raw queue;
     returns their stop function."""
-    watcher = Watcher(settings.data_dir, Pygit2Reader().git_dir(settings.repo), service.raw)
+    watcher = Watcher(settings.data_dir, GIT.git_dir(settings.repo), service.raw)
     scheduler = build_scheduler(settings, service.raw)
     control = ControlServer(settings.state_dir / "control.sock", control_handler(service))
     probe = ChampionProbe(settings.tracking_uri)  # in a child process: MLflow stays out of the daemon
@@ -298,21 +303,32 @@ def serve_metrics(settings: Settings) -> Metrics:
 
 
 def build_service(settings: Settings, reload: Callable[[], Settings] | None = None) -> Service:
-    """The composition root of `retraind watch`."""
+    """The composition root of `retraind watch`, in the order an event travels."""
     journal = Journal.open(settings.state_dir / "journal.db")
     metrics = serve_metrics(settings)
     metrics.restore(journal.gauges())
     metrics.state_bytes.set(tree_bytes(settings.state_dir))
+    notifier = Notifier(settings.notify_socket)
+    # 1. Intake: the watchers (data directory, the repository's refs), the scheduler (cron, the
+    #    periodic reconcile) and the control socket put raw events on one queue (start_intake).
+    raw: queue.Queue[RawEvent] = queue.Queue()
+    # 2. The debouncer: bursts of raw events become one pipeline event once the inputs are quiet.
+    debouncer = debouncer_for(settings)
+    # 3. The run queue: one run at a time; what arrives during a run coalesces into one follow-up.
+    runs: RunQueue[Queued] = RunQueue(merge, supersede_on_commit=settings.supersede)
+    # 4. The runner: seals a commit and a data snapshot, runs the stages in rootless podman.
+    writes = held_writes(metrics, raw)
+    runner = Runner(prepare_run, real_ports(settings, journal), tuple(STAGES.values()), writes, metrics)
+    # 5. The recorders: the log line, metrics, systemd's status, the MLflow warm-up, the drift
+    #    reference and, last, the journal row.
+    warm_up = functools.partial(preload_mlflow, settings.tracking_uri)
+    recorder = daemon_recorder(journal, writes, notifier, metrics, settings.state_dir, warm_up)
     hooks = Hooks(
-        prepare=prepare_run,
         new_run_id=new_run_id,
         head_commit=head_commit,
         data_sha256=data_sha256,
         start_intake=start_intake,
         reload=reload,
         collect=lambda s: _collect_quietly(s, journal, metrics),
-        warm_up=lambda s: preload_mlflow(s.tracking_uri),
     )
-    notifier = Notifier(settings.notify_socket)
-    ports = real_ports(settings, journal)
-    return Service(settings, journal, ports, STAGES, hooks, notifier, metrics=metrics)
+    return Service(settings, journal, raw, debouncer, runs, runner, recorder, hooks, notifier, metrics)

@@ -34,7 +34,7 @@ def provenance_tags(ctx: RunContext) -> dict[str, str]:
         "retraind.git.dirty": str(ctx.git.dirty).lower(),
         "retraind.data.sha256": ctx.manifest.sha256,
         "retraind.data.files": ",".join(ctx.manifest.names),
-        "retraind.trigger": ctx.settings.trigger,
+        "retraind.trigger": ctx.trigger,
         "retraind.daemon.version": __version__,
         "retraind.host": platform.node(),
         "retraind.blas": " ".join(f"{k}={v}" for k, v in sorted(blas_env(ctx.settings).items())) or "by CPU",

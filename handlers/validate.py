@@ -168,7 +168,7 @@ class Validate:
         return dict(report or {}), result.returncode
 
 
-def advance_reference(settings: Settings, results: Mapping[str, StageResult]) -> Path | None:
+def advance_reference(state_dir: Path, results: Mapping[str, StageResult]) -> Path | None:
     """After a run succeeded (register included): its drop becomes the drift reference for the next.
 
     Called by whoever ran the whole pipeline (the daemon's worker, `retraind run`), never by validate
@@ -180,7 +180,7 @@ def advance_reference(settings: Settings, results: Mapping[str, StageResult]) ->
     candidate = Path(str(validate.outputs.get("reference", ""))) if validate is not None else None
     if candidate is None or not candidate.is_file():
         return None
-    target = settings.state_dir / REFERENCE
+    target = state_dir / REFERENCE
     tmp = target.with_suffix(".tmp")
     shutil.copyfile(candidate, tmp)
     tmp.replace(target)

@@ -107,6 +107,9 @@ class MemoryStageCache:
 class RecordingReporter:
     events: list[tuple[str, Any]] = field(default_factory=list)
 
+    def run_started(self, start: Any) -> None:
+        self.events.append(("run_started", start.run_id))
+
     def stage_started(self, run_id: str, stage: str) -> None:
         self.events.append(("started", stage))
 

@@ -40,7 +40,7 @@ def _write_tree(repo: pygit2.Repository, tree: pygit2.Tree, dest: Path, mtime: i
 
 
 class Pygit2Reader:
-    """The real `GitReader`."""
+    """The real GitReader (daemon/core/inputs.py)."""
 
     def _repo(self, path: Path) -> pygit2.Repository:
         found = pygit2.discover_repository(str(path))

@@ -1,2 +1,2 @@
-"""Commands: one module per CLI command that is more than a call into daemon.app (status, doctor,
-install-service, base, models, reproduce). daemon.cli parses and dispatches."""
+"""Commands: one module per CLI command, each with `add_parser(sub)` and `main(args, json_lines)`
+(common.py holds what they share). daemon.cli lists them and dispatches."""

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import getpass
+import json
 import os
 import shutil
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import pygit2
+from typing import Any
 
 from daemon.adapters.control import request
 from daemon.adapters.proc import run_cmd
+from daemon.commands.common import command, settings_of
 from daemon.core.config import Settings
-from daemon.core.errors import InfrastructureError
+from daemon.core.errors import EXIT_CONFIG, EXIT_OK, InfrastructureError
 
 MIN_FREE_BYTES = 5 * 1024**3
 SETUP = "bash tools/setup-podman.sh"
@@ -143,6 +145,8 @@ def _held_by_daemon(s: Settings) -> tuple[int, int, str] | None:
 
 
 def check_inputs(s: Settings) -> list[Check]:
+    import pygit2  # only here: the other commands start without it
+
     return [
         Check(
             "data directory",
@@ -183,3 +187,13 @@ def render(checks: list[Check]) -> str:
         if not c.ok and c.fix:
             lines.append(f"      fix: {c.fix}")
     return "\n".join(lines)
+
+
+def add_parser(sub: Any) -> None:
+    command(sub, "doctor", main, help="check podman, inotify, linger, MLflow, disk; say how to fix")
+
+
+def main(args: argparse.Namespace, json_lines: bool) -> int:
+    checks = diagnose(settings_of(args))
+    print(json.dumps([asdict(c) for c in checks]) if json_lines else render(checks))
+    return EXIT_OK if all(c.ok or c.warning_only for c in checks) else EXIT_CONFIG

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import shutil
 import time
 from typing import Any
 
 from daemon.adapters.control import request
 from daemon.adapters.store import ObjectStore
+from daemon.commands.common import command, settings_of
 from daemon.core.config import Settings
-from daemon.core.errors import InfrastructureError
+from daemon.core.errors import EXIT_OK, InfrastructureError
 from daemon.state.journal import Journal, RunRow
 from daemon.state.retention import run_dirs_newest_first, tree_bytes
 
@@ -112,3 +115,14 @@ def render_status(status: dict[str, Any]) -> str:
     if failed is not None:
         lines.append(f"last error ({failed['run_id']}): {failed['error'].splitlines()[0][:300]}")
     return "\n".join(lines)
+
+
+def add_parser(sub: Any) -> None:
+    p = command(sub, "status", main, help="the daemon, the current run, the last runs")
+    p.add_argument("-n", type=int, default=10, help="how many recent runs to show")
+
+
+def main(args: argparse.Namespace, json_lines: bool) -> int:
+    status = collect_status(settings_of(args), args.n)
+    print(json.dumps(status) if json_lines else render_status(status))  # one line: jq and log lines mix
+    return EXIT_OK

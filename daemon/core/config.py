@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.core.errors import ConfigError
+from daemon.core.vocab import TRIGGERS
 
 ENV_PREFIX = "RETRAIND_"
 DEFAULT_LABELS = ("negative", "neutral", "positive")
@@ -102,7 +103,6 @@ class Settings:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
-_TRIGGERS = ("manual", "commit", "data", "schedule", "ci", "rescan")
 
 
 def absolute_path(value: Any, cwd: Path, home: Path) -> Path:
@@ -223,8 +223,8 @@ def _validated(s: Settings) -> Settings:
         raise ConfigError(f"need 0 < quiet_s <= max_wait_s, got {s.quiet_s} and {s.max_wait_s}")
     for expression in s.schedule:
         _check_cron(expression)
-    if s.trigger not in _TRIGGERS:
-        raise ConfigError(f"trigger must be one of {', '.join(_TRIGGERS)}, got {s.trigger!r}")
+    if s.trigger not in TRIGGERS:
+        raise ConfigError(f"trigger must be one of {', '.join(TRIGGERS)}, got {s.trigger!r}")
     return s
 
 

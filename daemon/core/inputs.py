@@ -8,6 +8,7 @@ import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,28 @@ class GitInfo:
 
 _BUFFER_BYTES = 1 << 18
 _buffers = threading.local()  # each hashing thread's read buffer
+
+
+class GitReader(Protocol):
+    """What a run reads of the repository: the commit a branch names, the files of one commit."""
+
+    def git_dir(self, path: Path) -> Path:
+        """The repository's .git directory (the daemon watches its refs)."""
+        ...
+
+    def ref_commit(self, path: Path, branch: str = "") -> str:
+        """The commit `branch` points at (HEAD's when "")."""
+        ...
+
+    def read_branch(self, path: Path) -> str: ...
+
+    def read(self, path: Path) -> GitInfo:
+        """The worktree as it is (`--worktree`): HEAD's commit, marked dirty if anything differs."""
+        ...
+
+    def export(self, path: Path, commit: str, dest: Path, branch: str = "") -> GitInfo:
+        """The files of `commit` alone, written into dest: what a run builds from."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,7 @@ class RunContext:
     manifest: Manifest
     params: TrainParams = field(default_factory=TrainParams)
     results: Mapping[str, StageResult] = field(default_factory=dict)
+    trigger: str = "manual"  # what started the run (daemon.core.vocab.TRIGGERS)
 
     @property
     def snapshot_dir(self) -> Path:

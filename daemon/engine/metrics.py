@@ -20,6 +20,14 @@ from prometheus_client.exposition import ThreadingWSGIServer
 
 from daemon import __version__
 from daemon.core.stages import STAGE_NAMES
+from daemon.core.vocab import (
+    DAEMON_TRIGGERS,
+    RETURNED,
+    RUN_STATUSES,
+    STAGE_OUTCOMES,
+    SUCCEEDED,
+    TRIGGERS,
+)
 
 # No `*_created` samples: in the text format Prometheus keeps each as a gauge series of its own (a
 # counter's or histogram child's creation time), which no panel, rule or alert reads; with 50 runs
@@ -30,15 +38,12 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 # Stages take from half a second (a cache hit) to hours (a big training): buckets reach 4 h.
 BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400)
 STAGES = STAGE_NAMES
-STAGE_OUTCOMES = ("success", "failure", "cancelled", "cache_hit")
-RUN_OUTCOMES = ("succeeded", "failed", "gate_rejected", "cancelled", "interrupted", "up_to_date")
-TRIGGERS = ("commit", "data", "schedule", "manual", "rescan", "ci")
+RUN_OUTCOMES = RUN_STATUSES
 # What a run can end as and be triggered by, so what is pre-initialised: "interrupted" is only ever a
 # journal status (a crash leaves no process to count it) and "ci" only a one-shot `retraind run`
 # flag, whose single run is recorded before its metrics are exported.
-DAEMON_RUN_OUTCOMES = ("succeeded", "failed", "gate_rejected", "cancelled", "up_to_date")
-DAEMON_TRIGGERS = ("commit", "data", "schedule", "manual", "rescan")
-SOURCES = ("commit", "data", "schedule", "manual", "rescan")
+DAEMON_RUN_OUTCOMES = RETURNED
+SOURCES = DAEMON_TRIGGERS  # a cause's source names the trigger of a run it alone starts
 LOOP_ERROR_REASONS = ("no_space", "other")  # why the loop caught an exception (daemon/core/nospace.py)
 GATE_REASONS = (
     "jest",
@@ -203,7 +208,7 @@ class Metrics:
             self.last_run_f1.set(f1)
             if champion:
                 self.champion_f1.set(f1)
-        if outcome == "succeeded":
+        if outcome == SUCCEEDED:
             self.last_success.set(finished_at)
 
     def event(self, sources: set[str]) -> None:

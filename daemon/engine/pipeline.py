@@ -3,55 +3,25 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from types import MappingProxyType
-from typing import Protocol
 
 import structlog
 
-from daemon.core.errors import EXIT_OK, CancelledError, RetraindError, TrackingError
+from daemon.core.errors import CancelledError, RetraindError, TrackingError
+from daemon.core.outcome import PipelineOutcome, Recorder
 from daemon.core.stages import Ports, RunContext, Stage, StageResult
 from handlers.register import failure_record
 
 log = structlog.get_logger()
 
 
-@dataclass(frozen=True)
-class PipelineOutcome:
-    run_id: str
-    results: Mapping[str, StageResult]
-    durations: Mapping[str, float]
-    duration_s: float
-    failed_stage: str | None = None
-    error: RetraindError | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    @property
-    def up_to_date(self) -> bool:
-        """Every stage answered from the stage cache: nothing was built, checked or trained."""
-        return self.ok and bool(self.results) and all(r.cached_from for r in self.results.values())
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_OK if self.error is None else self.error.exit_code
-
-
-class Reporter(Protocol):
-    def stage_started(self, run_id: str, stage: str) -> None: ...
-    def stage_finished(self, run_id: str, result: StageResult, duration_s: float) -> None: ...
-    def stage_failed(self, run_id: str, stage: str, duration_s: float, error: RetraindError) -> None: ...
-    def run_finished(self, outcome: PipelineOutcome) -> None: ...
-
-
 def run_stages(
     ctx: RunContext,
     stages: Sequence[Stage],
     ports: Ports,
-    reporter: Reporter,
+    recorder: Recorder,
     clock: Callable[[], float] = time.monotonic,
     cancelled: Callable[[], str | None] = lambda: None,
     use_cache: bool = True,
@@ -67,7 +37,7 @@ def run_stages(
     durations: dict[str, float] = {}
     started = clock()
     for stage in stages:
-        reporter.stage_started(ctx.run_id, stage.name)
+        recorder.stage_started(ctx.run_id, stage.name)
         t0 = clock()
         try:
             if why := cancelled():
@@ -81,16 +51,18 @@ def run_stages(
                 CancelledError(stage.name, why) if why and not isinstance(caught, CancelledError) else caught
             )
             durations[stage.name] = clock() - t0
-            reporter.stage_failed(ctx.run_id, stage.name, durations[stage.name], error)
+            recorder.stage_failed(ctx.run_id, stage.name, durations[stage.name], error)
             _record_failure(replace(ctx, results=MappingProxyType(results)), stage.name, error, ports)
-            outcome = PipelineOutcome(ctx.run_id, results, durations, clock() - started, stage.name, error)
-            reporter.run_finished(outcome)
+            outcome = PipelineOutcome(
+                ctx.run_id, results, durations, clock() - started, stage.name, error, ctx.trigger
+            )
+            recorder.run_finished(outcome)
             return outcome
         durations[stage.name] = clock() - t0
         results[stage.name] = result
-        reporter.stage_finished(ctx.run_id, result, durations[stage.name])
-    outcome = PipelineOutcome(ctx.run_id, results, durations, clock() - started)
-    reporter.run_finished(outcome)
+        recorder.stage_finished(ctx.run_id, result, durations[stage.name])
+    outcome = PipelineOutcome(ctx.run_id, results, durations, clock() - started, trigger=ctx.trigger)
+    recorder.run_finished(outcome)
     return outcome
 
 

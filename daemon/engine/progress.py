@@ -1,4 +1,5 @@
-"""How a run shows itself: a live line per stage on a TTY, structured log events elsewhere."""
+"""The recorders of a run (daemon.core.outcome.Recorder): a live line per stage on a TTY, structured
+log events elsewhere, the Prometheus metrics; and the MLflow warm-up, which watches runs the same way."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from rich.status import Status
 
 from daemon.adapters.logs import escape_controls
 from daemon.core.errors import CancelledError, GateRejectedError, RetraindError
-from daemon.core.stages import StageResult
+from daemon.core.outcome import PipelineOutcome, Silent
+from daemon.core.stages import REGISTER, VALIDATE, StageResult
+from daemon.core.vocab import STAGE_CACHE_HIT, STAGE_CANCELLED, STAGE_FAILURE, STAGE_SUCCESS
 from daemon.engine.metrics import Metrics
-from daemon.engine.pipeline import PipelineOutcome, Reporter
 
 
 def outcome_fields(outcome: PipelineOutcome) -> dict[str, Any]:
-    """The facts of a finished run, shared by both reporters (the canonical run line)."""
+    """The facts of a finished run, shared by the log line and the console (the canonical run line)."""
     fields: dict[str, Any] = {
         "run_id": outcome.run_id,
         "outcome": ("up_to_date" if outcome.up_to_date else "success")
@@ -32,26 +34,25 @@ def outcome_fields(outcome: PipelineOutcome) -> dict[str, Any]:
         fields["failed_stage"] = outcome.failed_stage
     if outcome.error is not None:  # also a run refused before any stage (no commit, no data, no space)
         fields["error"] = str(outcome.error)
-    if "train" in outcome.results:
-        fields["f1_score_weighted"] = outcome.results["train"].outputs["metrics"]["f1_score_weighted"]
-    if "register" in outcome.results:
-        reg = outcome.results["register"].outputs
+    if outcome.f1 is not None:
+        fields["f1_score_weighted"] = outcome.f1
+    if REGISTER in outcome.results:
         fields.update(
-            mlflow_run_id=reg["mlflow_run_id"], model_version=reg["model_version"], champion=reg["champion"]
+            mlflow_run_id=outcome.mlflow_run_id,
+            model_version=outcome.model_version,
+            champion=bool(outcome.results[REGISTER].outputs["champion"]),
         )
     if outcome.up_to_date:
-        source = outcome.results["register"].cached_from
-        fields.update(up_to_date_with=source, champion=False)
-        fields["summary"] = f"up to date: run {source}, model v{fields.get('model_version')}"
-    cached = [name for name, r in outcome.results.items() if r.cached_from]
-    if cached:
-        fields["cached_stages"] = cached
-    if "build" in outcome.results:
-        fields["image_id"] = outcome.results["build"].outputs["image_id"]
+        fields.update(up_to_date_with=outcome.up_to_date_with, champion=False)
+        fields["summary"] = f"up to date: run {outcome.up_to_date_with}, model v{outcome.model_version}"
+    if outcome.cached_stages:
+        fields["cached_stages"] = list(outcome.cached_stages)
+    if outcome.image_id is not None:
+        fields["image_id"] = outcome.image_id
     return fields
 
 
-class LogReporter:
+class LogRecorder(Silent):
     """JSON log events: stage_started, stage_finished, stage_failed, run_finished."""
 
     def __init__(self, logger: Any = None) -> None:
@@ -85,7 +86,7 @@ class LogReporter:
         level("run_finished", **outcome_fields(outcome))
 
 
-class ConsoleReporter:
+class ConsoleRecorder(Silent):
     """A spinner while a stage runs, then one line per stage and a summary."""
 
     def __init__(self, console: Console | None = None) -> None:
@@ -137,95 +138,42 @@ class ConsoleReporter:
             )
 
 
-class MetricsReporter:
+class MetricsRecorder(Silent):
     """Stage and run outcomes into the Prometheus metrics."""
 
-    def __init__(self, metrics: Metrics, trigger: str, clock: Callable[[], float] = time.time) -> None:
-        self.metrics, self.trigger, self.clock = metrics, trigger, clock
-
-    def stage_started(self, run_id: str, stage: str) -> None:
-        pass
+    def __init__(self, metrics: Metrics, clock: Callable[[], float] = time.time) -> None:
+        self.metrics, self.clock = metrics, clock
 
     def stage_finished(self, run_id: str, result: StageResult, duration_s: float) -> None:
-        self.metrics.stage(result.stage, "cache_hit" if result.cached_from else "success", duration_s)
+        self.metrics.stage(result.stage, STAGE_CACHE_HIT if result.cached_from else STAGE_SUCCESS, duration_s)
         if result.cached_from:
             self.metrics.cache_hits.labels(result.stage).inc()
 
     def stage_failed(self, run_id: str, stage: str, duration_s: float, error: RetraindError) -> None:
-        self.metrics.stage(stage, "cancelled" if isinstance(error, CancelledError) else "failure", duration_s)
+        outcome = STAGE_CANCELLED if isinstance(error, CancelledError) else STAGE_FAILURE
+        self.metrics.stage(stage, outcome, duration_s)
         if isinstance(error, GateRejectedError):
             self.metrics.gate_failure(set(error.kinds))
 
     def run_finished(self, outcome: PipelineOutcome) -> None:
-        f = outcome_fields(outcome)
-        status = outcome_status(outcome)
+        champion = bool(outcome.champion)
         self.metrics.run(
-            status,
-            self.trigger,
-            outcome.duration_s,
-            self.clock(),
-            f.get("f1_score_weighted"),
-            bool(f.get("champion")),
+            outcome.status, outcome.trigger, outcome.duration_s, self.clock(), outcome.f1, champion
         )
 
 
-def outcome_status(outcome: PipelineOutcome) -> str:
-    """run_status, and "up_to_date" when every stage came from the stage cache."""
-    return "up_to_date" if outcome.up_to_date else run_status(outcome.error)
-
-
-def run_status(error: RetraindError | None) -> str:
-    """The journal's and the metrics' word for how a run ended."""
-    if error is None:
-        return "succeeded"
-    if isinstance(error, GateRejectedError):
-        return "gate_rejected"
-    if isinstance(error, CancelledError):
-        return "cancelled"
-    return "failed"
-
-
-class WarmUpReporter:
-    """Calls `warm_up` once, when a run's validate stage has really run and passed: a training and a
-    registration follow, so MLflow is imported while the containers work (register then takes 0.2 s
-    rather than 2.6 s), and a daemon whose runs all come from the stage cache never imports it."""
+class WarmUp(Silent):
+    """Calls `warm_up` once a run, when its validate stage has really run and passed: a training and
+    a registration follow, so MLflow is imported while the containers work (register then takes
+    0.2 s rather than 2.6 s), and a daemon whose runs all come from the stage cache never imports it."""
 
     def __init__(self, warm_up: Callable[[], object]) -> None:
         self.warm_up, self.called = warm_up, False
 
-    def stage_started(self, run_id: str, stage: str) -> None:
-        pass
-
     def stage_finished(self, run_id: str, result: StageResult, duration_s: float) -> None:
-        if result.stage == "validate" and not result.cached_from and not self.called:
+        if result.stage == VALIDATE and not result.cached_from and not self.called:
             self.called = True
             self.warm_up()
 
-    def stage_failed(self, run_id: str, stage: str, duration_s: float, error: RetraindError) -> None:
-        pass
-
     def run_finished(self, outcome: PipelineOutcome) -> None:
-        pass
-
-
-class Fanout:
-    """One reporter that tells several."""
-
-    def __init__(self, *reporters: Reporter) -> None:
-        self.reporters = reporters
-
-    def stage_started(self, run_id: str, stage: str) -> None:
-        for r in self.reporters:
-            r.stage_started(run_id, stage)
-
-    def stage_finished(self, run_id: str, result: StageResult, duration_s: float) -> None:
-        for r in self.reporters:
-            r.stage_finished(run_id, result, duration_s)
-
-    def stage_failed(self, run_id: str, stage: str, duration_s: float, error: RetraindError) -> None:
-        for r in self.reporters:
-            r.stage_failed(run_id, stage, duration_s, error)
-
-    def run_finished(self, outcome: PipelineOutcome) -> None:
-        for r in self.reporters:
-            r.run_finished(outcome)
+        self.called = False

@@ -10,12 +10,11 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
-from prometheus_client import CollectorRegistry
 
 from daemon.adapters.heldwrites import HeldWrites
 from daemon.adapters.notify import Notifier
@@ -25,10 +24,11 @@ from daemon.core.debounce import Cause, Debouncer, FileState, PipelineEvent
 from daemon.core.errors import InfrastructureError
 from daemon.core.jobs import run_label
 from daemon.core.nospace import is_no_space
+from daemon.core.outcome import Recorder
 from daemon.core.runqueue import Admission, RunQueue
-from daemon.core.stages import Outbox, Ports, RunContext, Stage
+from daemon.core.stages import Outbox
 from daemon.engine.metrics import Metrics
-from daemon.engine.worker import Queued, execute, merge
+from daemon.engine.worker import Queued, Runner
 from daemon.state.journal import Journal
 
 log = structlog.get_logger()
@@ -47,9 +47,8 @@ class Intake(Protocol):
 
 @dataclass(frozen=True)
 class Hooks:
-    """The outside world the loop needs beyond the ports, injected by the composition root."""
+    """What the loop reads of the outside world between runs, injected by the composition root."""
 
-    prepare: Callable[[Settings, str], RunContext]  # (settings, run_id) -> pinned run context
     new_run_id: Callable[[], str]
     head_commit: Callable[[Settings], str]  # the watched branch's commit
     data_sha256: Callable[[Settings], str]
@@ -58,51 +57,67 @@ class Hooks:
     )  # starts watchers, scheduler and control socket feeding the service; returns their stop
     reload: Callable[[], Settings] | None = None
     collect: Callable[[Settings], None] = field(default=lambda s: None)  # retention after each run
-    warm_up: Callable[[Settings], object] = field(default=lambda s: None)  # import MLflow ahead of register
+
+
+def debouncer_for(s: Settings) -> Debouncer:
+    """Bursts of file and ref changes into pipeline events, as the settings say."""
+    return Debouncer(
+        s.quiet_s,
+        s.max_wait_s,
+        data_globs=(s.data_glob,),
+        marker_names=s.marker_names,
+        close_events=close_events_available(),
+    )
+
+
+def held_writes(metrics: Metrics, raw: queue.Queue[RawEvent]) -> HeldWrites:
+    """The journal's writes the disk refused, waiting in memory. Their count is a gauge; when a run's
+    thread starts holding them, the sleeping loop is woken to start its retry clock."""
+
+    def changed(count: int) -> None:
+        metrics.held_writes.set(count)
+        if count == 1 and threading.current_thread() is not threading.main_thread():
+            raw.put(RawEvent("wake"))
+
+    return HeldWrites(on_change=changed)
 
 
 class Service:
+    """The loop of one daemon, given its parts: raw events in, runs out, one at a time."""
+
     def __init__(
         self,
         settings: Settings,
         journal: Journal,
-        ports: Ports,
-        stages: Mapping[str, Stage],
+        raw: queue.Queue[RawEvent],
+        debouncer: Debouncer,
+        runs: RunQueue[Queued],
+        runner: Runner,
+        recorder: Recorder,
         hooks: Hooks,
         notifier: Notifier,
+        metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
-        metrics: Metrics | None = None,
     ) -> None:
-        self.settings, self.journal, self.ports, self.stages = settings, journal, ports, stages
-        self.hooks, self.notifier, self.clock = hooks, notifier, clock
-        self.metrics = metrics or Metrics(CollectorRegistry())
-        self.raw: queue.Queue[RawEvent] = queue.Queue()
+        self.settings, self.journal, self.raw, self.debouncer = settings, journal, raw, debouncer
+        self.queue, self.runner, self.recorder, self.hooks = runs, runner, recorder, hooks
+        self.notifier, self.metrics, self.clock = notifier, metrics, clock
+        self.ports = runner.ports
+        # While the journal refuses writes (disk full): its writes wait in memory (the runner's
+        # `writes`), and so do the events it could not record (admitted once it can), retried
+        # after retry_s, doubling to retry_max_s.
+        self.writes = runner.writes
         self.stopping = threading.Event()
         self.reload_requested = threading.Event()
-        self.debouncer = self._debouncer(settings)
-        self.queue: RunQueue[Queued] = RunQueue(merge, supersede_on_commit=settings.supersede)
         self.last_commit = ""
         self._cancel_reason: str | None = None
         self._running: tuple[str, threading.Thread] | None = None
         self._last_ping = 0.0
         self._flushing: threading.Thread | None = None
         self._next_flush_check = 0.0
-        # While the journal refuses writes (disk full): its writes wait in memory, and so do the
-        # events it could not record (admitted once it can), retried after retry_s, doubling to retry_max_s.
-        self.writes = HeldWrites(on_change=self._held_changed)
         self._unrecorded: list[tuple[PipelineEvent, int, str | None]] = []
         self.retry_s, self.retry_max_s = 2.0, 60.0
         self._retry_delay, self._next_retry, self._retrying = self.retry_s, 0.0, False
-
-    @staticmethod
-    def _debouncer(s: Settings) -> Debouncer:
-        return Debouncer(
-            s.quiet_s,
-            s.max_wait_s,
-            data_globs=(s.data_glob,),
-            marker_names=s.marker_names,
-            close_events=close_events_available(),
-        )
 
     # -- lifecycle -------------------------------------------------------------------------
     def serve(self) -> int:
@@ -207,12 +222,6 @@ class Service:
         self.metrics.no_space.set(0)
         log.info("journal_recovered", events_admitted=len(held))
 
-    def _held_changed(self, count: int) -> None:
-        """The gauge; and when a run's thread starts holding writes, the sleeping loop's retry clock."""
-        self.metrics.held_writes.set(count)
-        if count == 1 and threading.current_thread() is not threading.main_thread():
-            self.raw.put(RawEvent("wake"))
-
     def _shutdown(self) -> None:
         self.notifier.stopping()
         if self._running is not None:
@@ -313,20 +322,8 @@ class Service:
         self._cancel_reason = None if not self.stopping.is_set() else self._cancel_reason
 
         def work() -> None:
-            try:
-                execute(  # never raises on purpose: every outcome is a journal row and a run_finished line
-                    item,
-                    run_id,
-                    self._prepare,
-                    self.journal,
-                    self.ports,
-                    self.stages,
-                    self.notifier,
-                    lambda: self._cancel_reason,
-                    self.metrics,
-                    self.writes,
-                    warm_up=lambda: self.hooks.warm_up(self.settings),
-                )
+            try:  # never raises on purpose: every outcome is a journal row and a run_finished line
+                self.runner.execute(item, run_id, self.settings, self.recorder, lambda: self._cancel_reason)
             except Exception as e:  # the run thread's boundary: log once, count, carry on
                 self._loop_error(f"run {run_id}", e)
             try:
@@ -339,9 +336,6 @@ class Service:
         thread = threading.Thread(target=work, name=f"run-{run_id}", daemon=True)
         self._running = (run_id, thread)
         thread.start()
-
-    def _prepare(self, run_id: str, trigger: str) -> RunContext:
-        return self.hooks.prepare(self.settings, run_id)
 
     def _finished(self, run_id: str) -> None:
         if self._running is not None and self._running[0] == run_id:

@@ -1,29 +1,31 @@
-"""One daemon run: pin its inputs, journal it, run the stages, and record how it ended."""
+"""The runner of the daemon: one queued item to its end (pinned inputs, the stages, how it ended), and
+the daemon's own recorders: the journal, systemd's status line, the drift reference."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
 from daemon.adapters.heldwrites import HeldWrites
 from daemon.adapters.notify import Notifier
+from daemon.core.config import Settings
 from daemon.core.debounce import Cause, PipelineEvent
 from daemon.core.errors import InfrastructureError, RetraindError
 from daemon.core.nospace import is_no_space, no_space_error
+from daemon.core.outcome import Fanout, PipelineOutcome, Recorder, RunStart, Silent
 from daemon.core.stages import Ports, RunContext, Stage, StageResult
+from daemon.core.vocab import DAEMON_TRIGGERS, STAGE_CACHE_HIT, STAGE_SUCCESS
 from daemon.engine.metrics import Metrics
-from daemon.engine.pipeline import PipelineOutcome, Reporter, run_stages
-from daemon.engine.progress import Fanout, LogReporter, MetricsReporter, WarmUpReporter, outcome_status
+from daemon.engine.pipeline import run_stages
+from daemon.engine.progress import LogRecorder, MetricsRecorder, WarmUp
 from daemon.state.journal import Journal
 from handlers.validate import advance_reference
 
 log = structlog.get_logger()
-# Which cause names a run's trigger when one event carries several.
-_TRIGGER_ORDER = ("commit", "data", "manual", "schedule", "rescan")
 
 
 @dataclass(frozen=True)
@@ -52,49 +54,128 @@ def merge(a: Queued, b: Queued) -> Queued:
 
 def trigger_of(causes: frozenset[Cause]) -> str:
     sources = {c.source for c in causes}
-    return next((t for t in _TRIGGER_ORDER if t in sources), "manual")
+    return next((t for t in DAEMON_TRIGGERS if t in sources), "manual")
 
 
-class JournalReporter:
-    """Stage progress into the journal and systemd's STATUS= line, beside the JSON log lines.
+class JournalRecorder(Silent):
+    """Runs and their stages into the journal: the row `retraind status`, recovery and reconcile read.
 
     Journal writes go through `writes`: while the disk is full they wait in memory, in order.
-    `current` is the stage running now, so a crash can name it.
     """
 
-    def __init__(self, journal: Journal, notifier: Notifier, writes: HeldWrites | None = None) -> None:
-        self.journal, self.notifier, self.logs = journal, notifier, LogReporter()
-        self.writes = writes or HeldWrites()
-        self.current: str | None = None
+    def __init__(self, journal: Journal, writes: HeldWrites) -> None:
+        self.journal, self.writes = journal, writes
+
+    def run_started(self, start: RunStart) -> None:
+        def call(at: float) -> None:
+            self.journal.start_run(
+                start.run_id, start.trigger, list(start.causes), start.commit, start.data_sha256,
+                start.attempt, start.event_ids, start.retry_of, at=at,
+            )  # fmt: skip
+
+        self.writes.write("start_run", call)
 
     def stage_started(self, run_id: str, stage: str) -> None:
-        self.current = stage
         self.writes.write("stage_started", lambda at: self.journal.stage_started(run_id, stage, at=at))
-        self.notifier.status(f"run {run_id}: {stage}")
-        self.logs.stage_started(run_id, stage)
 
     def stage_finished(self, run_id: str, result: StageResult, duration_s: float) -> None:
-        self.current = None
-        outcome = "cache_hit" if result.cached_from else "success"
+        outcome = STAGE_CACHE_HIT if result.cached_from else STAGE_SUCCESS
         self.writes.write(
             "stage_finished",
             lambda at: self.journal.stage_finished(
                 run_id, result.stage, duration_s, outcome, result.summary, at=at
             ),
         )
-        self.logs.stage_finished(run_id, result, duration_s)
 
     def stage_failed(self, run_id: str, stage: str, duration_s: float, error: RetraindError) -> None:
-        self.current = None
         kind, text = type(error).__name__, str(error)[:2000]
         self.writes.write(
             "stage_finished",
             lambda at: self.journal.stage_finished(run_id, stage, duration_s, kind, text, at=at),
         )
-        self.logs.stage_failed(run_id, stage, duration_s, error)
 
     def run_finished(self, outcome: PipelineOutcome) -> None:
-        self.logs.run_finished(outcome)
+        """The run's row: how it ended, with what it made."""
+        error = outcome.error
+        if error is not None and is_no_space(error):
+            error = as_run_error(error, self.journal.path.parent)
+        text = str(error) if error else None
+
+        def call(at: float) -> None:
+            self.journal.finish_run(
+                outcome.run_id, outcome.status, outcome.exit_code, outcome.failed_stage, text, outcome.f1,
+                outcome.model_version, outcome.mlflow_run_id, outcome.image_id, outcome.champion, at=at,
+            )  # fmt: skip
+
+        self.writes.write("finish_run", call)
+
+
+class SystemdStatus(Silent):
+    """systemd's STATUS= line names the run and the stage it is in (`systemctl --user status`)."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+
+    def stage_started(self, run_id: str, stage: str) -> None:
+        self.notifier.status(f"run {run_id}: {stage}")
+
+
+class DriftReference(Silent):
+    """A run that succeeded makes its drop the reference the next drop's drift is measured against;
+    before its journal row is finished, so whoever sees the run finished sees the new reference."""
+
+    def __init__(self, state_dir: Path, metrics: Metrics | None = None) -> None:
+        self.state_dir, self.metrics = state_dir, metrics
+
+    def run_finished(self, outcome: PipelineOutcome) -> None:
+        if not outcome.ok:
+            return
+        try:
+            advanced = advance_reference(self.state_dir, outcome.results)
+        except OSError as e:  # the run stands; the next drop is compared with the older reference
+            log.error("drift_reference_not_advanced", run_id=outcome.run_id, error=str(e))
+            if self.metrics is not None:
+                self.metrics.loop_errors.labels("no_space" if is_no_space(e) else "other").inc()
+            return
+        if advanced is not None:
+            log.info("drift_reference_advanced", run_id=outcome.run_id, source=str(advanced))
+
+
+def daemon_recorder(
+    journal: Journal,
+    writes: HeldWrites,
+    notifier: Notifier,
+    metrics: Metrics | None,
+    state_dir: Path,
+    warm_up: Callable[[], object] | None = None,
+) -> Recorder:
+    """The daemon's witnesses of a run, in the order they hear of it: the JSON log line, the
+    metrics, systemd's status line, the MLflow warm-up, the drift reference, then the journal row
+    (last: whoever sees the run finished there sees everything else done)."""
+    recorders: list[Recorder] = [LogRecorder()]
+    if metrics is not None:
+        recorders.append(MetricsRecorder(metrics))
+    recorders.append(SystemdStatus(notifier))
+    if warm_up is not None:
+        recorders.append(WarmUp(warm_up))
+    recorders += [DriftReference(state_dir, metrics), JournalRecorder(journal, writes)]
+    return Fanout(*recorders)
+
+
+class _CurrentStage(Silent):
+    """Which stage is running, so that a handler's crash can be recorded against it."""
+
+    def __init__(self) -> None:
+        self.stage: str | None = None
+
+    def stage_started(self, run_id: str, stage: str) -> None:
+        self.stage = stage
+
+    def stage_finished(self, run_id: str, result: StageResult, duration_s: float) -> None:
+        self.stage = None
+
+    def stage_failed(self, run_id: str, stage: str, duration_s: float, error: RetraindError) -> None:
+        self.stage = None
 
 
 def as_run_error(error: BaseException, state_dir: Path) -> RetraindError:
@@ -111,124 +192,74 @@ def as_run_error(error: BaseException, state_dir: Path) -> RetraindError:
     return RetraindError(f"internal error: {type(error).__name__}: {error}")
 
 
-def execute(
-    item: Queued,
-    run_id: str,
-    prepare: Callable[[str, str], RunContext],
-    journal: Journal,
-    ports: Ports,
-    stages: Mapping[str, Stage],
-    notifier: Notifier,
-    cancelled: Callable[[], str | None],
-    metrics: Metrics | None = None,
-    writes: HeldWrites | None = None,
-    clock: Callable[[], float] = time.monotonic,
-    warm_up: Callable[[], object] | None = None,
-) -> str:
-    """Run one queued item to its end; returns the journal status. Never raises (the loop's boundary).
+@dataclass(frozen=True)
+class Runner:
+    """Runs one queued item to its end: pins its inputs (`prepare`), runs the stages, and tells the
+    recorder everything, exactly one run_finished included, whatever happens."""
 
-    Whatever happens, the run gets a finished journal row and one canonical `run_finished` line:
-    prepare refusing (no commit, no data) or raising anything (a symlink loop, a full disk), a stage
-    handler raising a bug. Journal writes the disk refuses wait in `writes` and are replayed later.
-    Only a run that succeeded advances the drift reference. `warm_up` (importing MLflow) starts once
-    validate has really passed, so that it overlaps the training.
-    """
-    writes = writes or HeldWrites()
-    trigger = trigger_of(item.causes)
-    causes = sorted((c.source, c.detail) for c in item.causes)
-    journal_reporter = JournalReporter(journal, notifier, writes)
-    reporter: Reporter = journal_reporter
-    if metrics is not None:
-        reporter = Fanout(reporter, MetricsReporter(metrics, trigger))
-    if warm_up is not None:
-        reporter = Fanout(reporter, WarmUpReporter(warm_up))
-    started = clock()
-    state_dir = journal.path.parent
+    prepare: Callable[[Settings, str, str], RunContext]  # (settings, run_id, trigger) -> pinned inputs
+    ports: Ports
+    stages: Sequence[Stage]
+    writes: HeldWrites  # the journal's: the no-space gauge clears only once nothing waits in it
+    metrics: Metrics | None = None
+    clock: Callable[[], float] = time.monotonic
 
-    def start(commit: str | None, data: str | None) -> None:
-        def call(at: float) -> None:
-            journal.start_run(
-                run_id, trigger, causes, commit, data, item.attempt, item.event_ids, item.retry_of, at=at
+    def execute(
+        self,
+        item: Queued,
+        run_id: str,
+        settings: Settings,
+        recorder: Recorder,
+        cancelled: Callable[[], str | None] = lambda: None,
+    ) -> str:
+        """Returns the run's status. Never raises (the loop's boundary).
+
+        Prepare refusing (no commit, no data) or raising anything (a symlink loop, a full disk), a
+        stage handler raising a bug: the run still gets run_started and one run_finished.
+        """
+        trigger = trigger_of(item.causes)
+        causes = tuple(sorted((c.source, c.detail) for c in item.causes))
+        current = _CurrentStage()
+        recorder = Fanout(current, recorder)
+        started = self.clock()
+
+        def start(commit: str | None, data: str | None) -> None:
+            recorder.run_started(
+                RunStart(run_id, trigger, causes, commit, data, item.attempt, item.event_ids, item.retry_of)
             )
 
-        writes.write("start_run", call)
+        try:
+            ctx = self.prepare(settings, run_id, trigger)
+        except Exception as e:  # no commit, no data, a full disk: the run ends before any stage
+            start(None, None)
+            error = self._caught(e, settings.state_dir, run_id)
+            outcome = PipelineOutcome(run_id, {}, {}, self.clock() - started, None, error, trigger)
+            recorder.run_finished(outcome)
+            return outcome.status
+        start(ctx.git.commit, ctx.manifest.sha256)
+        if self.metrics is not None and not self.writes.count:  # the manifest cache and run dir were written
+            self.metrics.no_space.set(0)
+        forced = any(c.source == "force" for c in item.causes)  # `retraind trigger --force`
+        try:
+            outcome = run_stages(
+                ctx, self.stages, self.ports, recorder, cancelled=cancelled, use_cache=not forced
+            )
+        except Exception as e:  # a handler's bug: the run fails, the daemon carries on
+            error = self._caught(e, settings.state_dir, run_id)
+            stage = current.stage
+            outcome = PipelineOutcome(run_id, {}, {}, self.clock() - started, stage, error, trigger)
+            if stage is not None:
+                recorder.stage_failed(run_id, stage, 0.0, error)
+            recorder.run_finished(outcome)
+        return outcome.status
 
-    try:
-        ctx = prepare(run_id, trigger)
-    except Exception as e:  # no commit, no data, a full disk: the run ends before any stage
-        start(None, None)
-        error = _caught(e, state_dir, run_id, metrics)
-        outcome = PipelineOutcome(run_id, {}, {}, clock() - started, None, error)
-        reporter.run_finished(outcome)
-        return _record(outcome, run_id, journal, writes, state_dir)
-    start(ctx.git.commit, ctx.manifest.sha256)
-    if metrics is not None and not writes.count:  # the manifest cache and the run directory were written
-        metrics.no_space.set(0)
-    ctx = replace(ctx, settings=replace(ctx.settings, trigger=trigger))
-    forced = any(c.source == "force" for c in item.causes)  # `retraind trigger --force`
-    try:
-        outcome = run_stages(
-            ctx, list(stages.values()), ports, reporter, cancelled=cancelled, use_cache=not forced
-        )
-    except Exception as e:  # a handler's bug: the run fails, the daemon carries on
-        error = _caught(e, ctx.settings.state_dir, run_id, metrics)
-        stage = journal_reporter.current
-        outcome = PipelineOutcome(run_id, {}, {}, clock() - started, stage, error)
-        if stage is not None:
-            reporter.stage_failed(run_id, stage, 0.0, error)
-        reporter.run_finished(outcome)
-    if outcome.ok:
-        _advance_reference(ctx, outcome, metrics)
-    return _record(outcome, run_id, journal, writes, ctx.settings.state_dir)
-
-
-def _caught(e: Exception, state_dir: Path, run_id: str, metrics: Metrics | None) -> RetraindError:
-    error = as_run_error(e, state_dir)
-    no_space = is_no_space(error)
-    if not isinstance(e, RetraindError) and not no_space:  # a bug: its traceback, once
-        log.error("run_crashed", run_id=run_id, error=str(error), exc_info=e)
-    if metrics is not None and (no_space or not isinstance(e, RetraindError)):
-        metrics.loop_errors.labels("no_space" if no_space else "other").inc()
-        if no_space:
-            metrics.no_space.set(1)
-    return error
-
-
-def _advance_reference(ctx: RunContext, outcome: PipelineOutcome, metrics: Metrics | None) -> None:
-    try:
-        advanced = advance_reference(ctx.settings, outcome.results)
-    except OSError as e:  # the run stands; the next drop is compared with the older reference
-        log.error("drift_reference_not_advanced", run_id=ctx.run_id, error=str(e))
-        if metrics is not None:
-            metrics.loop_errors.labels("no_space" if is_no_space(e) else "other").inc()
-        return
-    if advanced is not None:
-        log.info("drift_reference_advanced", run_id=ctx.run_id, source=str(advanced))
-
-
-def _record(
-    outcome: PipelineOutcome, run_id: str, journal: Journal, writes: HeldWrites, state_dir: Path
-) -> str:
-    """The run's row: how it ended, with what it made."""
-    status = outcome_status(outcome)
-    error = outcome.error
-    if error is not None and is_no_space(error):
-        error = as_run_error(error, state_dir)
-    train = outcome.results.get("train")
-    register = outcome.results.get("register")
-    build = outcome.results.get("build")
-    text = str(error) if error else None
-    f1 = train.outputs["metrics"]["f1_score_weighted"] if train else None
-    version = register.outputs["model_version"] if register else None
-    mlflow_run_id = register.outputs["mlflow_run_id"] if register else None
-    image_id = build.outputs["image_id"] if build else None
-    champion = bool(register.outputs["champion"]) if register and not register.cached_from else None
-
-    def call(at: float) -> None:
-        journal.finish_run(
-            run_id, status, outcome.exit_code, outcome.failed_stage, text, f1, version, mlflow_run_id,
-            image_id, champion, at=at,
-        )  # fmt: skip
-
-    writes.write("finish_run", call)
-    return status
+    def _caught(self, e: Exception, state_dir: Path, run_id: str) -> RetraindError:
+        error = as_run_error(e, state_dir)
+        no_space = is_no_space(error)
+        if not isinstance(e, RetraindError) and not no_space:  # a bug: its traceback, once
+            log.error("run_crashed", run_id=run_id, error=str(error), exc_info=e)
+        if self.metrics is not None and (no_space or not isinstance(e, RetraindError)):
+            self.metrics.loop_errors.labels("no_space" if no_space else "other").inc()
+            if no_space:
+                self.metrics.no_space.set(1)
+        return error

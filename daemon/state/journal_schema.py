@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from daemon.core.vocab import CANCELLED, INTERRUPTED, RUN_STATUSES
+
 ACTIVE_STATUSES = ("queued", "running")
-FINAL_STATUSES = ("succeeded", "failed", "gate_rejected", "cancelled", "interrupted", "up_to_date")
+FINAL_STATUSES = RUN_STATUSES
 STATUSES = ACTIVE_STATUSES + FINAL_STATUSES
 MAX_ATTEMPTS = 2  # a first try and one retry after an interruption, counted across restarts
 
@@ -123,8 +125,8 @@ def counts_as_attempt(run: RunRow) -> bool:
     inputs, so the same inputs may run again after the restart as before. Each such restart needs a
     deliberate stop, so this cannot loop on its own.
     """
-    if run.status == "cancelled":
+    if run.status == CANCELLED:
         return False
-    if run.status == "interrupted":
+    if run.status == INTERRUPTED:
         return run.attempt >= MAX_ATTEMPTS
     return True

@@ -15,7 +15,7 @@ import pytest
 
 from daemon.app import run_once
 from daemon.core.config import Settings, load_settings
-from daemon.engine.pipeline import PipelineOutcome
+from daemon.core.outcome import PipelineOutcome
 from tests.conftest import IN_CI, ROOT, require_tool
 from tests.fakes import RecordingReporter
 from tests.integration.services import mlflow_server, postgres, prometheus  # noqa: F401  (fixtures)

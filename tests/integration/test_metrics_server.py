@@ -7,10 +7,10 @@ import socket
 
 from prometheus_client import CollectorRegistry
 
+from daemon.core.outcome import PipelineOutcome
 from daemon.core.stages import StageResult
 from daemon.engine.metrics import STAGES, Metrics, start_metrics_server
-from daemon.engine.pipeline import PipelineOutcome
-from daemon.engine.progress import MetricsReporter
+from daemon.engine.progress import MetricsRecorder
 from tests.integration.services import StartPrometheus
 
 
@@ -31,11 +31,11 @@ def test_prometheus_ingests_the_text_format_it_did_not_ask_for_first(prometheus:
         prom = prometheus([scrape])
         prom.wait_for('up{job="retraind"} == 1', 30)
         prom.wait_for('retraind_build_info{job="retraind", version="9.9.9"} == 1', 30)
-        reporter = MetricsReporter(metrics, "data", clock=lambda: 1000.0)
+        reporter = MetricsRecorder(metrics, clock=lambda: 1000.0)
         train = StageResult("train", "", {"metrics": {"f1_score_weighted": 0.73}})
         for result in ({stage: StageResult(stage, "") for stage in STAGES} | {"train": train}).values():
             reporter.stage_finished("r", result, 3.0)
-        reporter.run_finished(PipelineOutcome("r", {"train": train}, {}, 15.0))
+        reporter.run_finished(PipelineOutcome("r", {"train": train}, {}, 15.0, trigger="data"))
         prom.wait_for('retraind_runs_total{outcome="succeeded", trigger="data"} == 1', 30)
         le_5s = 'retraind_stage_duration_seconds_bucket{outcome="success", le="5.0"} == 1'
         buckets = prom.wait_for(le_5s, 30)

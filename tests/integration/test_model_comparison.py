@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from daemon.adapters.tracking import MlflowTracker
-from daemon.commands.reproduce import MlflowRunSource
 from daemon.core.modeldiff import compare_models
 from daemon.core.modelfile import load_model
 from daemon.core.records import RunRecord
+from daemon.engine.reproduction import MlflowRunSource
 from tests.integration.conftest import preprocess_sample, train_on_host
 
 

@@ -11,10 +11,11 @@ from typing import Any
 
 from daemon.core.environment import SHA256_TAG, content_sha256, environment_document, host_block, host_id
 from daemon.core.errors import EXIT_STAGE
+from daemon.core.outcome import PipelineOutcome
 from daemon.core.params import TrainParams
 from daemon.core.records import RunRecord
 from daemon.core.stages import Ports, RunContext, StageResult
-from daemon.engine.pipeline import PipelineOutcome, run_stages
+from daemon.engine.pipeline import run_stages
 from handlers.build import STAGE as BUILD
 from handlers.registry import STAGES
 from tests.fakes import FakeContainers, FakeTracker, MemoryStageCache, RecordingReporter, ok, writes

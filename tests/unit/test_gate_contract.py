@@ -13,8 +13,9 @@ from typing import Any
 
 from daemon.core.errors import EXIT_GATE
 from daemon.core.jobs import CmdResult, ContainerJob
+from daemon.core.outcome import PipelineOutcome
 from daemon.core.stages import Ports, RunContext
-from daemon.engine.pipeline import PipelineOutcome, run_stages
+from daemon.engine.pipeline import run_stages
 from handlers.registry import STAGES
 from tests.fakes import FakeContainers, FakeTracker, MemoryStageCache, RecordingReporter, ok, out_dir, writes
 from tests.unit.test_pipeline import DATA_OK, train_script

@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from daemon.core.errors import CancelledError, GateRejectedError, StageFailedError
+from daemon.core.outcome import PipelineOutcome
 from daemon.core.stages import StageResult
 from daemon.engine.metrics import (
     DAEMON_RUN_OUTCOMES,
@@ -22,8 +23,7 @@ from daemon.engine.metrics import (
     export_oneshot,
     start_metrics_server,
 )
-from daemon.engine.pipeline import PipelineOutcome
-from daemon.engine.progress import MetricsReporter
+from daemon.engine.progress import MetricsRecorder
 from tests.integration.test_dashboards import (
     CONTRACT,
     MATCHER,
@@ -65,9 +65,10 @@ def test_the_series_panels_and_alerts_read_exist_before_anything_happens() -> No
 
 def test_a_successful_run_sets_f1_champion_and_timestamps() -> None:
     registry = CollectorRegistry()
-    reporter = MetricsReporter(Metrics(registry), "commit", clock=lambda: 1000.0)
+    reporter = MetricsRecorder(Metrics(registry), clock=lambda: 1000.0)
     reporter.stage_finished("r", TRAIN, 12.0)
-    reporter.run_finished(PipelineOutcome("r", {"train": TRAIN, "register": REGISTER}, {}, 30.0))
+    outcome = PipelineOutcome("r", {"train": TRAIN, "register": REGISTER}, {}, 30.0, trigger="commit")
+    reporter.run_finished(outcome)
     v = registry.get_sample_value
     assert (
         v("retraind_stage_duration_seconds_bucket", {"stage": "train", "outcome": "success", "le": "30.0"})
@@ -80,11 +81,11 @@ def test_a_successful_run_sets_f1_champion_and_timestamps() -> None:
 
 def test_gate_failures_count_by_reason_and_cancel_is_its_own_outcome() -> None:
     registry = CollectorRegistry()
-    reporter = MetricsReporter(Metrics(registry), "data", clock=lambda: 5.0)
+    reporter = MetricsRecorder(Metrics(registry), clock=lambda: 5.0)
     gate = GateRejectedError("validate", ["a", "b"], kinds={"missing_column", "weird-new-check"})
     reporter.stage_failed("r", "validate", 2.0, gate)
     reporter.stage_failed("r", "train", 1.0, CancelledError("train", "SIGTERM"))
-    reporter.run_finished(PipelineOutcome("r", {}, {}, 3.0, "validate", gate))
+    reporter.run_finished(PipelineOutcome("r", {}, {}, 3.0, "validate", gate, "data"))
     v = registry.get_sample_value
     assert v("retraind_gate_failures_total", {"reason": "missing_column"}) == 1
     assert v("retraind_gate_failures_total", {"reason": "other"}) == 1  # unknown kinds fold into "other"
@@ -138,7 +139,7 @@ def stage_children(registry: CollectorRegistry) -> set[tuple[str, str]]:
 def test_only_the_series_read_before_their_first_event_start_at_zero() -> None:
     """Issue 15: a histogram child is 18 samples a scrape; the ones nothing reads appear when they happen."""
     registry = CollectorRegistry()
-    reporter = MetricsReporter(Metrics(registry), "data", clock=lambda: 5.0)
+    reporter = MetricsRecorder(Metrics(registry), clock=lambda: 5.0)
     v = registry.get_sample_value
     assert stage_children(registry) == {(stage, "success") for stage in STAGES}
     assert v("retraind_runs_total", {"outcome": "interrupted", "trigger": "commit"}) is None  # journal only
@@ -188,8 +189,8 @@ def free_port() -> int:
 
 def test_metrics_server_answers_prometheus_in_text_format_uncompressed() -> None:
     registry = CollectorRegistry()
-    reporter = MetricsReporter(Metrics(registry), "commit", clock=lambda: 1000.0)
-    reporter.run_finished(PipelineOutcome("r", {"train": TRAIN}, {}, 30.0))
+    reporter = MetricsRecorder(Metrics(registry), clock=lambda: 1000.0)
+    reporter.run_finished(PipelineOutcome("r", {"train": TRAIN}, {}, 30.0, trigger="commit"))
     port = free_port()
     httpd, thread = start_metrics_server(port, "127.0.0.1", registry, poll_interval_s=0.05)
     try:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from daemon.commands.reproduce import REBUILT
 from daemon.core.jobs import RUN_LABEL, run_label
 from daemon.core.stages import STAGE_NAMES
 from daemon.engine.metrics import STAGES as METRIC_STAGES
+from daemon.engine.reproduction import REBUILT
 from handlers.registry import STAGES
 
 

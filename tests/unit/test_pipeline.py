@@ -288,7 +288,5 @@ def test_drift_is_checked_against_the_last_accepted_drop_which_this_one_then_rep
     assert any(m.host == reference and not m.writable for m in job.mounts)
     assert "--max-label-psi" in job.argv and "--write-reference" in job.argv
     assert reference.read_text() == '{"old": true}'  # validate alone does not advance it
-    advance_reference(
-        ctx.settings, outcome.results
-    )  # a successful run does (daemon/engine/worker.py, app.py)
+    advance_reference(ctx.settings.state_dir, outcome.results)  # a successful run does (DriftReference)
     assert reference.read_text() == '{"new": true}'

@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
-from daemon.commands.reproduce import RecordedRun, compare, model_parameters
+from daemon.adapters.gitinfo import Pygit2Reader
 from daemon.core.errors import TrackingError
 from daemon.core.jobs import CmdResult
 from daemon.core.modeldiff import Difference, ModelDiff, Tolerance
+from daemon.core.outcome import PipelineOutcome
 from daemon.core.stages import StageResult
-from daemon.engine.pipeline import PipelineOutcome
+from daemon.engine.reproduction import RecordedRun, compare, model_parameters
 from tests.unit.test_modeldiff import nudged, save_model_dir, serving_model
 
 METRICS = {"f1_score_weighted": 0.7403, "accuracy": 0.75}
@@ -171,9 +172,9 @@ def committed_repo(root: Path) -> str:
 
 def test_reproduce_run_compares_the_rebuilt_model_before_removing_its_directory(tmp_path: Path) -> None:
     from daemon.adapters.snapshot import object_store
-    from daemon.commands.reproduce import reproduce_run
     from daemon.core.config import load_settings
     from daemon.core.stages import Ports
+    from daemon.engine.reproduction import reproduce_run
     from tests.fakes import FakeTracker, RecordingReporter
     from tests.unit.test_pipeline import containers
 
@@ -216,6 +217,7 @@ def test_reproduce_run_compares_the_rebuilt_model_before_removing_its_directory(
         RecordingReporter(),
         "reproduce-1",
         models,
+        Pygit2Reader(),
     )
     assert models.asked == ["0" * 32]
     assert verdict.kind == "equivalent", verdict
@@ -225,7 +227,7 @@ def test_reproduce_run_compares_the_rebuilt_model_before_removing_its_directory(
 
 
 def test_the_json_line_keeps_identical_and_adds_the_verdict_and_the_parameters() -> None:
-    from daemon.commands.model_commands import render_verdict, verdict_fields
+    from daemon.commands.reproduce import render_verdict, verdict_fields
 
     run = replace(recorded(), tags={**recorded().tags, "retraind.git.commit": "e" * 40})
     fields = verdict_fields(run, compare(run, rebuilt(model="b" * 64), within()))

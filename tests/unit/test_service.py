@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import errno
+import queue
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -19,14 +20,15 @@ from prometheus_client import CollectorRegistry
 
 from daemon.adapters.notify import Notifier
 from daemon.adapters.watch import RawEvent
-from daemon.core.config import load_settings
+from daemon.core.config import Settings, load_settings
 from daemon.core.debounce import Cause, PipelineEvent
 from daemon.core.errors import EXIT_INFRA, ConfigError, InfrastructureError
 from daemon.core.records import RunRecord
-from daemon.core.runqueue import Admission
+from daemon.core.runqueue import Admission, RunQueue
 from daemon.core.stages import Ports, RunContext
 from daemon.engine.metrics import Metrics
-from daemon.engine.service import HEAVY_MODULES, Hooks, Service
+from daemon.engine.service import HEAVY_MODULES, Hooks, Service, debouncer_for, held_writes
+from daemon.engine.worker import Queued, Runner, daemon_recorder, merge
 from daemon.state.journal import Journal
 from daemon.state.outbox import Outbox
 from tests.fakes import FakeClock, FakeContainers, FakeTracker
@@ -37,16 +39,38 @@ def refuse(settings: object, run_id: str) -> RunContext:
     raise ConfigError("no data in this test")
 
 
+def make_service(
+    settings: Settings,
+    journal: Journal,
+    ports: Ports,
+    prepare: Callable[[Settings, str], RunContext],
+    hooks: Hooks,
+    notifier: Notifier | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    metrics: Metrics | None = None,
+) -> Service:
+    """A service wired as build_service wires it, with these ports, no stages and this prepare."""
+    metrics = metrics or Metrics(CollectorRegistry())
+    notifier = notifier or Notifier(None)
+    raw: queue.Queue[RawEvent] = queue.Queue()
+    writes = held_writes(metrics, raw)
+    runner = Runner(lambda s, run_id, trigger: prepare(s, run_id), ports, (), writes, metrics)
+    recorder = daemon_recorder(journal, writes, notifier, metrics, settings.state_dir)
+    runs: RunQueue[Queued] = RunQueue(merge, supersede_on_commit=settings.supersede)
+    debouncer = debouncer_for(settings)
+    return Service(settings, journal, raw, debouncer, runs, runner, recorder, hooks, notifier, metrics, clock)
+
+
 @pytest.fixture
 def service(tmp_path: Path) -> Service:
     settings = load_settings({"state_dir": tmp_path / "state"}, environ={"HOME": str(tmp_path)})
     journal = Journal.open(tmp_path / "journal.db")
     ids = iter(f"r{i}" for i in range(100))
     hooks = Hooks(
-        prepare=refuse, new_run_id=lambda: next(ids), head_commit=lambda s: "c1", data_sha256=lambda s: "d1"
+        new_run_id=lambda: next(ids), head_commit=lambda s: "c1", data_sha256=lambda s: "d1"
     )
     ports = Ports(FakeContainers(), FakeTracker())
-    return Service(settings, journal, ports, {}, hooks, Notifier(None), clock=FakeClock().now)
+    return make_service(settings, journal, ports, refuse, hooks, clock=FakeClock().now)
 
 
 def wait_for_run(service: Service) -> None:
@@ -173,11 +197,11 @@ def test_a_full_disk_fails_a_run_with_its_reason_and_the_loop_recovers_without_l
 
     ids = iter(f"r{i}" for i in range(100))
     hooks = Hooks(
-        prepare=prepare, new_run_id=lambda: next(ids), head_commit=lambda s: "c1", data_sha256=lambda s: "d1"
+        new_run_id=lambda: next(ids), head_commit=lambda s: "c1", data_sha256=lambda s: "d1"
     )
     clock, registry = FakeClock(), CollectorRegistry()
-    service = Service(settings, journal, Ports(FakeContainers(), FakeTracker()), {}, hooks, Notifier(None),
-                      clock=clock.now, metrics=Metrics(registry))  # fmt: skip
+    service = make_service(settings, journal, Ports(FakeContainers(), FakeTracker()), prepare, hooks,
+                           clock=clock.now, metrics=Metrics(registry))  # fmt: skip
 
     def steps(n: int = 3) -> None:
         for _ in range(n):
@@ -265,10 +289,10 @@ def test_the_watchdog_ping_is_a_deadline_at_half_of_watchdog_sec(tmp_path: Path)
     )
     clock, notifier = FakeClock(1000.0), Pings()
     hooks = Hooks(
-        prepare=refuse, new_run_id=lambda: "r", head_commit=lambda s: "c", data_sha256=lambda s: "d"
+        new_run_id=lambda: "r", head_commit=lambda s: "c", data_sha256=lambda s: "d"
     )
-    service = Service(settings, Journal.open(tmp_path / "j.db"), Ports(FakeContainers(), FakeTracker()), {},
-                      hooks, notifier, clock=clock.now)  # fmt: skip
+    service = make_service(settings, Journal.open(tmp_path / "j.db"), Ports(FakeContainers(), FakeTracker()),
+                           refuse, hooks, notifier, clock=clock.now)  # fmt: skip
     service.raw.put(RawEvent("wake"))
     service._step()
     assert notifier.pinged == ["WATCHDOG=1"] and service.next_wakeup() == 1030.0
@@ -286,11 +310,11 @@ def test_the_outbox_is_looked_at_every_2_s_while_it_waits_and_after_each_run(tmp
     settings = load_settings({"state_dir": tmp_path / "state"}, environ={"HOME": str(tmp_path)})
     journal, clock = Journal.open(tmp_path / "j.db"), FakeClock(500.0)
     hooks = Hooks(
-        prepare=refuse, new_run_id=lambda: "r", head_commit=lambda s: "c", data_sha256=lambda s: "d"
+        new_run_id=lambda: "r", head_commit=lambda s: "c", data_sha256=lambda s: "d"
     )
     outbox = Outbox(journal)
     ports = Ports(FakeContainers(), FakeTracker(), outbox)
-    service = Service(settings, journal, ports, {}, hooks, Notifier(None), clock=clock.now)
+    service = make_service(settings, journal, ports, refuse, hooks, clock=clock.now)
     service._flush_outbox()
     assert service.next_wakeup() == 560.0  # empty: once a minute
     outbox.put("r0", RunRecord("e", "r0", "FINISHED"), "m", "MLflow down")

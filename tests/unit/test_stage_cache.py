@@ -7,9 +7,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from daemon.core.inputs import DataFile, Manifest
+from daemon.core.outcome import PipelineOutcome
 from daemon.core.params import TrainParams
 from daemon.core.stages import Ports, RunContext, StageResult
-from daemon.engine.pipeline import PipelineOutcome, run_stages
+from daemon.engine.pipeline import run_stages
 from daemon.state.journal import Journal
 from daemon.state.stagecache import JournalStageCache
 from handlers.registry import STAGES
@@ -143,7 +144,8 @@ def test_the_journal_keeps_entries_across_processes(tmp_path: Path) -> None:
 def test_the_daemon_uses_the_cache_unless_a_trigger_says_force(ctx: RunContext, tmp_path: Path) -> None:
     from daemon.adapters.notify import Notifier
     from daemon.core.debounce import Cause, PipelineEvent
-    from daemon.engine.worker import Queued, execute
+    from daemon.engine.worker import Queued
+    from tests.unit.test_worker import execute
 
     journal = Journal.open(tmp_path / "journal.db")
     cache = JournalStageCache(journal)

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import errno
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
 import structlog
 from prometheus_client import CollectorRegistry
 
+from daemon.adapters.heldwrites import HeldWrites
 from daemon.adapters.notify import Notifier
+from daemon.core.config import load_settings
 from daemon.core.debounce import Cause, PipelineEvent
 from daemon.core.errors import EXIT_CRASH, EXIT_INFRA
 from daemon.core.jobs import CmdResult
-from daemon.core.stages import Ports, RunContext
+from daemon.core.stages import Ports, RunContext, Stage
 from daemon.engine.metrics import Metrics
-from daemon.engine.worker import Queued, execute
+from daemon.engine.worker import Queued, Runner, daemon_recorder
 from daemon.state.journal import Journal
 from daemon.state.stagecache import JournalStageCache
 from handlers.registry import STAGES
@@ -26,12 +29,36 @@ from tests.unit.test_pipeline import DATA_OK, containers
 DATA = Queued(PipelineEvent(frozenset({Cause("data", "drop.csv")}), 0.0, 0.0))
 
 
+def execute(
+    item: Queued,
+    run_id: str,
+    prepare: Callable[[str, str], RunContext],
+    journal: Journal,
+    ports: Ports,
+    stages: Mapping[str, Stage],
+    notifier: Notifier,
+    cancelled: Callable[[], str | None],
+    metrics: Metrics | None = None,
+    warm_up: Callable[[], object] | None = None,
+    state_dir: Path | None = None,
+) -> str:
+    """One run through the daemon's runner and its recorders, wired as build_service wires them
+    (the state directory: the journal's unless given)."""
+    state = state_dir or journal.path.parent
+    settings = load_settings({"state_dir": state}, environ={"HOME": str(state)})
+    writes = HeldWrites()
+    pinned = lambda s, rid, trigger: prepare(rid, trigger)  # noqa: E731
+    runner = Runner(pinned, ports, tuple(stages.values()), writes, metrics)
+    recorder = daemon_recorder(journal, writes, notifier, metrics, state, warm_up)
+    return runner.execute(item, run_id, settings, recorder, cancelled)
+
+
 def daemon_run(
     ctx: RunContext, journal: Journal, run_id: str, fake: FakeContainers, metrics: Metrics | None = None
 ) -> str:
     prepare = lambda rid, trigger: replace(ctx, run_id=rid, run_dir=ctx.run_dir.parent / rid)  # noqa: E731
     return execute(DATA, run_id, prepare, journal, Ports(fake, FakeTracker()), STAGES, Notifier(None),
-                   lambda: None, metrics)  # fmt: skip
+                   lambda: None, metrics, state_dir=ctx.settings.state_dir)  # fmt: skip
 
 
 def finished_lines(logs: list[dict[str, object]], run_id: str) -> list[dict[str, object]]:

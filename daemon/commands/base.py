@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from daemon.core.config import Settings
+from daemon.commands.common import FORMAT, settings_flags, settings_of
 from daemon.core.errors import EXIT_CONFIG, EXIT_OK
 
 SUBCOMMANDS = (
@@ -18,10 +17,13 @@ SUBCOMMANDS = (
 )
 
 
-def add_parser(sub: Any, settings_flags: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_parser(sub: Any) -> None:
     base = sub.add_parser(
-        "base", help="share the base image as one archive (image IDs survive): export, import, verify"
+        "base",
+        help="share the base image as one archive (image IDs survive): export, import, verify",
+        formatter_class=FORMAT,
     )
+    base.set_defaults(main=main)
     commands = base.add_subparsers(dest="base_command", required=True)
     for name, what in SUBCOMMANDS:
         p = commands.add_parser(name, help=what)
@@ -32,10 +34,11 @@ def add_parser(sub: Any, settings_flags: Callable[[argparse.ArgumentParser], Non
             p.add_argument("--sha256", default="", help="refuse the archive unless it has this digest")
 
 
-def run(settings: Settings, args: argparse.Namespace, json_lines: bool) -> int:
+def main(args: argparse.Namespace, json_lines: bool) -> int:
     from daemon.adapters.podman import PodmanCli
     from daemon.core.baseimage import export_base, import_base, verify_base
 
+    settings = settings_of(args)
     images = PodmanCli()
     if args.base_command == "verify":
         problems = verify_base(images, settings)
