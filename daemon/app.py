@@ -1,7 +1,14 @@
-"""Composition root: the one place that builds the real adapters and wires a run together.
+"""Composition root: the one place that builds the real adapters and wires them together.
 
-One-shot flow (`retraind run`):  git + data manifest -> build -> validate -> preprocess -> train
--> register, each stage a handler in handlers/registry.py, run by daemon.engine.pipeline.run_stages.
+`retraind run` (run_once): prepare_run seals one commit and one data snapshot, then
+daemon.engine.pipeline.run_stages runs build -> validate -> preprocess -> train -> register (the
+handlers in handlers/registry.py), telling the recorders (console or log lines, metrics, the MLflow
+warm-up, the drift reference) as it goes.
+
+`retraind watch` (build_service), in the order an event travels: the intake (watchers, scheduler,
+control socket) puts raw events on one queue -> the debouncer makes pipeline events of them -> the
+run queue holds them, one run at a time -> the runner runs each -> the recorders (log line, metrics,
+systemd status, warm-up, drift reference, journal row) hear of every stage and outcome.
 """
 
 from __future__ import annotations

@@ -14,7 +14,15 @@ from daemon import __version__
 from daemon.core.cachekeys import stage_key
 from daemon.core.environment import SHA256_TAG, environment_document, this_host
 from daemon.core.errors import RetraindError, TrackingError
-from daemon.core.records import RUN_ID_TAG, RunRecord
+from daemon.core.records import (
+    COMMIT_TAG,
+    DIRTY_TAG,
+    FAILURE_TAG,
+    IMAGE_TAG,
+    OUTCOME_TAG,
+    RUN_ID_TAG,
+    RunRecord,
+)
 from daemon.core.registration import KEY_TAG, registered
 from daemon.core.stages import REGISTER, Ports, RunContext, StageResult
 from handlers.base import blas_env
@@ -29,9 +37,9 @@ def provenance_tags(ctx: RunContext) -> dict[str, str]:
     tags = {
         "mlflow.source.git.commit": ctx.git.commit,
         RUN_ID_TAG: ctx.run_id,
-        "retraind.git.commit": ctx.git.commit,
+        COMMIT_TAG: ctx.git.commit,
         "retraind.git.branch": ctx.git.branch,
-        "retraind.git.dirty": str(ctx.git.dirty).lower(),
+        DIRTY_TAG: str(ctx.git.dirty).lower(),
         "retraind.data.sha256": ctx.manifest.sha256,
         "retraind.data.files": ",".join(ctx.manifest.names),
         "retraind.trigger": ctx.trigger,
@@ -41,7 +49,7 @@ def provenance_tags(ctx: RunContext) -> dict[str, str]:
     }
     if "build" in ctx.results:
         build = ctx.results["build"].outputs
-        tags["retraind.image.id"] = build["image_id"]
+        tags[IMAGE_TAG] = build["image_id"]
         tags["retraind.base_image.id"] = build["base_image_id"]
         tags.update({f"retraind.sha256.{k}": v for k, v in build["hashes"].items()})
         tags.update({f"retraind.version.{k}": v for k, v in build["versions"].items()})
@@ -82,9 +90,9 @@ def validation_dirs(ctx: RunContext) -> dict[str, Path]:
 def failure_record(ctx: RunContext, stage: str, error: RetraindError) -> RunRecord:
     """The MLflow run of a pipeline that stopped: FAILED, with the reason and the gate's reports."""
     tags = provenance_tags(ctx) | {
-        "retraind.outcome": type(error).__name__,
+        OUTCOME_TAG: type(error).__name__,
         "retraind.failed_stage": stage,
-        "retraind.failure": str(error)[:5000],
+        FAILURE_TAG: str(error)[:5000],
     }
     dirs = validation_dirs(ctx) | {"provenance": provenance_dir(ctx, stage)}
     return RunRecord(ctx.settings.experiment, ctx.run_id, "FAILED", stage_params(ctx), {}, tags, dirs)
@@ -117,7 +125,7 @@ class Register:
             status="FINISHED",
             params=params,
             metrics=train["metrics"],
-            tags=provenance_tags(ctx) | {"retraind.outcome": "success", KEY_TAG: self.cache_key(ctx, ports)},
+            tags=provenance_tags(ctx) | {OUTCOME_TAG: "success", KEY_TAG: self.cache_key(ctx, ports)},
             artifact_dirs={"": train_dir / "artifacts", "provenance": provenance_dir(ctx)}
             | validation_dirs(ctx),
             model_dir=train_dir / "model",

@@ -9,7 +9,7 @@ from typing import Any
 
 from daemon.adapters.registry import CHAMPION, REASON_TAG, MlflowRegistry, mlflow_boundary, mlflow_client
 from daemon.core.promotion import F1_METRIC, GatePolicy
-from daemon.core.records import RUN_ID_TAG, Registration, RunRecord
+from daemon.core.records import FAILURE_TAG, OUTCOME_TAG, RUN_ID_TAG, Registration, RunRecord
 
 
 def _is_local(uri: str) -> bool:
@@ -60,8 +60,8 @@ class MlflowTracker:
                 ),
             )
             for r in runs:
-                client.set_tag(r.info.run_id, "retraind.outcome", "interrupted")
-                client.set_tag(r.info.run_id, "retraind.failure", reason)
+                client.set_tag(r.info.run_id, OUTCOME_TAG, "interrupted")
+                client.set_tag(r.info.run_id, FAILURE_TAG, reason)
                 client.set_terminated(r.info.run_id, "FAILED")
             return [str(r.info.run_id) for r in runs]
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from daemon.commands.common import command, settings_of
 from daemon.core.errors import EXIT_CRASH, EXIT_OK
+from daemon.core.records import COMMIT_TAG
 
 if TYPE_CHECKING:
     from daemon.engine.reproduction import RecordedRun, Verdict
@@ -64,7 +65,7 @@ def verdict_fields(run: RecordedRun, verdict: Verdict) -> dict[str, Any]:
     return {
         "run": run.retraind_run_id,
         "mlflow_run_id": run.mlflow_run_id,
-        "commit": run.tags["retraind.git.commit"],
+        "commit": run.tags[COMMIT_TAG],
         "verdict": verdict.kind,
         "identical": verdict.identical,
         "differences": list(verdict.differences),

@@ -10,6 +10,9 @@ from pathlib import Path
 # The MLflow run tag naming the pipeline run: one MLflow run per pipeline run, however often the
 # outbox sends it, and how a registered version finds its way back to the run that trained it.
 RUN_ID_TAG = "retraind.run_id"
+# The provenance tags more than one module reads or writes (handlers/register.py writes them all).
+COMMIT_TAG, DIRTY_TAG, IMAGE_TAG = "retraind.git.commit", "retraind.git.dirty", "retraind.image.id"
+OUTCOME_TAG, FAILURE_TAG = "retraind.outcome", "retraind.failure"
 
 
 @dataclass(frozen=True)

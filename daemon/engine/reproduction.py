@@ -31,7 +31,15 @@ from daemon.core.modeldiff import ModelDiff, Tolerance, compare_models
 from daemon.core.modelfile import UNREADABLE, load_model
 from daemon.core.outcome import PipelineOutcome, Recorder
 from daemon.core.params import params_from_mlflow
-from daemon.core.records import RUN_ID_TAG, Registration, RunRecord
+from daemon.core.records import (
+    COMMIT_TAG,
+    DIRTY_TAG,
+    IMAGE_TAG,
+    OUTCOME_TAG,
+    RUN_ID_TAG,
+    Registration,
+    RunRecord,
+)
 from daemon.core.stages import BUILD, PREPROCESS, TRAIN, Ports, RunContext
 from daemon.engine.pipeline import run_stages
 from handlers.build import input_hashes
@@ -90,11 +98,11 @@ class ModelSource(Protocol):
 def provenance_problems(run: RecordedRun) -> list[str]:
     """Why the record alone cannot rebuild the run (empty: it can)."""
     problems = []
-    if "retraind.git.commit" not in run.tags:
+    if COMMIT_TAG not in run.tags:
         problems.append("it records no git commit (retraind.git.commit)")
-    if run.tags.get("retraind.git.dirty") == "true":
+    if run.tags.get(DIRTY_TAG) == "true":
         problems.append("it was trained from a worktree with uncommitted changes: its code is in no commit")
-    if run.tags.get("retraind.outcome") != "success":
+    if run.tags.get(OUTCOME_TAG) != "success":
         problems.append(f"it did not train a model (outcome {run.tags.get('retraind.outcome', '?')})")
     missing = [tag for tag in IDENTITY_TAGS.values() if tag not in run.tags]
     if missing:
@@ -157,7 +165,7 @@ def _image_notes(run: RecordedRun, outcome: PipelineOutcome) -> tuple[str, ...]:
     """When the image differs: what differs inside it, package by package (environment.json)."""
     build = outcome.results["build"].outputs
     image = build["image_id"]
-    if image == run.tags.get("retraind.image.id"):
+    if image == run.tags.get(IMAGE_TAG):
         return ()
     head = f"image {image[:12]} differs from the recorded {run.tags.get('retraind.image.id', '?')[:12]}"
     now = build.get("environment")
@@ -230,7 +238,7 @@ def reproduce_run(
     if manifest is None:
         manifest, source = recorded_data(run, current(store)), f"the data directory {settings.data_dir}"
     params = params_from_mlflow(run.params)
-    commit = run.tags["retraind.git.commit"]
+    commit = run.tags[COMMIT_TAG]
     run_dir = settings.state_dir / "reproduce" / run_id
     run_dir.mkdir(parents=True)
     parameters = None
