@@ -17,6 +17,7 @@ from daemon.commands import (
     base,
     doctor,
     gc,
+    init,
     install,
     models,
     promote,
@@ -45,6 +46,7 @@ COMMANDS = (
     rollback,
     reproduce,
     install,
+    init,
 )
 QUICK_EXIT = frozenset({"run"})  # one-shot commands that have closed everything they wrote on return
 

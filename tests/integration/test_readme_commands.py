@@ -42,6 +42,7 @@ DOCUMENTED_EXITS = {
     "rollback": {0, 2},  # 2: nothing to roll back to
     "gc": {0},
     "install-service": {0},
+    "init": {0},
 }
 # retraind commands the README shows that are not run here, and where they are run as typed.
 NOT_RUN = {
