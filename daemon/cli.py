@@ -24,6 +24,7 @@ from daemon.commands import (
     reproduce,
     rollback,
     run,
+    serve,
     status,
     trigger,
     watch,
@@ -45,6 +46,7 @@ COMMANDS = (
     promote,
     rollback,
     reproduce,
+    serve,
     install,
     init,
 )

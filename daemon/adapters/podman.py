@@ -101,6 +101,28 @@ class PodmanCli:
             stopped = f"container {job.name} stopped and removed; log: {log_path}"
             raise StageTimeoutError(job.labels.get(STAGE_LABEL, job.name), job.timeout_s, stopped) from e
 
+    def start(self, job: ContainerJob, log_path: Path) -> str:
+        """The job in the background (`podman run -d`): its container ID. It is kept when it
+        exits, so that its log (`podman logs NAME`) says why; `remove` stops and removes it."""
+        if not self.rootless:
+            for m in job.mounts:
+                if m.writable:
+                    os.chown(m.host, IMAGE_UID, IMAGE_UID)
+        argv = [a for a in run_argv(job, rootless=self.rootless) if a != "--rm"]
+        result = run_cmd((*argv[:2], "--detach", *argv[2:]), timeout=120, log_path=log_path)
+        if result.returncode != 0:
+            raise InfrastructureError(f"podman could not start {job.name}: {result.tail()}")
+        return result.stdout.strip().splitlines()[-1]
+
+    def running(self, name: str) -> bool:
+        result = run_cmd(("podman", "inspect", "--format={{.State.Running}}", name), timeout=60)
+        return result.returncode == 0 and result.stdout.strip() == "true"
+
+    def logs(self, name: str, tail: int = 40) -> str:
+        """The last lines a container wrote ("" once it is gone)."""
+        result = run_cmd(("podman", "logs", f"--tail={tail}", name), timeout=60)
+        return (result.stdout + result.stderr).strip() if result.returncode == 0 else ""
+
     def remove(self, name: str) -> None:
         """`podman stop -t N NAME`, then `podman rm -f NAME`: never a SIGKILL of the client, which
         cannot pass it on. A container already gone is not an error."""

@@ -33,7 +33,8 @@ from daemon.core.promotion import (
     parse_history,
     rollback_target,
 )
-from daemon.core.records import RUN_ID_TAG
+from daemon.core.records import IMAGE_TAG, RUN_ID_TAG
+from daemon.core.serving import Served
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -253,6 +254,24 @@ class MlflowRegistry:
         with self._boundary() as client:
             version = _alias(client, name, CHAMPION)
             return None if version is None else _f1(client, name, version)
+
+    def champion(self, name: str) -> Served | None:
+        """The version behind alias champion and what serving it needs: its run and the image that
+        run was built with (None: no champion yet)."""
+        with self._boundary() as client:
+            version = _alias(client, name, CHAMPION)
+            if version is None:
+                return None
+            mv = client.get_model_version(name, version)
+            run_id = str(mv.run_id or "")
+            tags = client.get_run(run_id).data.tags if run_id else {}
+            return Served(name, version, run_id, str(tags.get(IMAGE_TAG, "")), str(mv.source or ""))
+
+    def download_model(self, served: Served, dest: Path) -> Path:
+        """The version's MLflow model directory, downloaded into dest; returns its path."""
+        dest.mkdir(parents=True, exist_ok=True)
+        with self._boundary() as client:  # the register stage logged it at the run's model/
+            return Path(client.download_artifacts(served.mlflow_run_id, "model", str(dest)))
 
     def versions(self, name: str) -> list[VersionRow]:
         """Every version, newest first; an unknown model has none."""

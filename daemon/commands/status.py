@@ -15,6 +15,7 @@ from daemon.core.config import Settings
 from daemon.core.errors import EXIT_OK, InfrastructureError
 from daemon.state.journal import Journal, RunRow
 from daemon.state.retention import run_dirs_newest_first, tree_bytes
+from daemon.state.serve_status import read_status
 
 
 def _run_fields(run: RunRow) -> dict[str, Any]:
@@ -74,6 +75,7 @@ def collect_status(settings: Settings, n: int, now: float | None = None) -> dict
             "current": current_fields,
             "recent": [_run_fields(r) for r in journal.recent_runs(n)],
             "disk": disk_use(settings),
+            "serve": read_status(settings.state_dir),
         }
     finally:
         journal.close()
@@ -103,6 +105,16 @@ def render_status(status: dict[str, Any]) -> str:
             f"{disk['keep_runs']}; {disk['objects']} data objects, "
             f"{disk['object_bytes'] / 1e6:,.1f} MB){free}"
         )
+    if (serve := status.get("serve")) is not None:
+        if serve["up"]:
+            serving = f"v{serve['serving']}" if serve["serving"] else "nothing yet"
+            lines.append(f"serve: up on {serve['address']}, serving {serving}")
+        else:
+            last = f" (last served v{serve['serving']})" if serve["serving"] else ""
+            lines.append(f"serve: down{last}")
+        if serve.get("last_failure"):
+            why = serve["last_failure"][:300]
+            lines.append(f"serve: v{serve['failed_version']} not switched to: {why}")
     lines.append(f"{'run':<26}{'trigger':<10}{'outcome':<15}{'time s':>8}{'F1':>8}  model")
     for r in status["recent"]:
         f1 = f"{r['f1']:.4f}" if r["f1"] is not None else "-"

@@ -92,6 +92,15 @@ class Settings:
     metrics_port: int = 9464  # 0: no endpoint
     pushgateway_url: str = ""  # `retraind run` pushes its metrics there when set
     textfile_dir: str = ""  # ... or writes retraind.prom there for node_exporter's textfile collector
+    # Serving (`retraind serve`): the champion on serve_addr:serve_port, following the alias
+    serve_addr: str = "127.0.0.1"
+    serve_port: int = 8080
+    serve_poll_s: float = 5.0  # how often to look at the champion alias
+    serve_start_timeout_s: float = 120.0  # a new version not ready by then is not switched to
+    serve_drain_s: float = 30.0  # how long requests at the old version may take to finish
+    serve_retry_s: float = 300.0  # a version that failed to start is tried again after this long
+    serve_max_body_bytes: int = 1024 * 1024  # a larger request body is refused (413)
+    serve_max_texts: int = 1000  # texts in one request
     # Set by systemd in the unit's environment, not by users
     notify_socket: str = ""
     watchdog_usec: int = 0
@@ -223,6 +232,8 @@ def _validated(s: Settings) -> Settings:
         raise ConfigError(f"need 0 < quiet_s <= max_wait_s, got {s.quiet_s} and {s.max_wait_s}")
     for expression in s.schedule:
         _check_cron(expression)
+    if not 0 < s.serve_port < 65536 or s.serve_max_body_bytes <= 0 or s.serve_max_texts <= 0:
+        raise ConfigError("serve_port must be 1-65535 and serve_max_body_bytes, serve_max_texts positive")
     if s.trigger not in TRIGGERS:
         raise ConfigError(f"trigger must be one of {', '.join(TRIGGERS)}, got {s.trigger!r}")
     return s

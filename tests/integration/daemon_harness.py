@@ -36,29 +36,20 @@ def run_cli(*argv: str, env: dict[str, str] | None = None) -> tuple[int, list[di
     return done.returncode, [json.loads(line) for line in done.stdout.splitlines()], done.stdout + done.stderr
 
 
-class Daemon:
-    def __init__(self, repo: Path, data: Path, state: Path, home: Path, **env: str) -> None:
-        self.repo, self.data, self.state, self.home, self.extra_env = repo, data, state, home, env
+class JsonLines:
+    """A process of ours whose stdout is JSON lines (retraind --json), read in a thread as it writes."""
+
+    what = "process"
+
+    def __init__(self) -> None:
         self.lines: list[dict[str, Any]] = []
         self.proc: subprocess.Popen[str] | None = None
-        self.metrics_port = free_port()
 
-    def start(self) -> Daemon:
-        # The real HOME: rootless podman keeps its image store and configuration under it.
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("RETRAIND_", "MLFLOW_"))}
-        config = self.home / "retraind.toml"  # empty: only the flags below count
-        config.touch()
-        env.update(
-            RETRAIND_CONFIG=str(config), RETRAIND_METRICS_PORT=str(self.metrics_port), **self.extra_env
-        )
-        argv = [RETRAIND, "watch", "--json", "--repo", str(self.repo)]
-        argv += ["--data-dir", str(self.data), "--state-dir", str(self.state)]
-        self.proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-        )
+    def follow(self, argv: list[str], env: dict[str, str]) -> None:
+        """Start argv (stderr into stdout) and read its lines from now on."""
+        out, err = subprocess.PIPE, subprocess.STDOUT
+        self.proc = subprocess.Popen(argv, stdout=out, stderr=err, text=True, env=env)
         threading.Thread(target=self._read, daemon=True).start()
-        self.wait_log(lambda e: e.get("event") == "watch_started", 300)
-        return self
 
     def _read(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
@@ -75,9 +66,32 @@ class Daemon:
             if found is not None:
                 return found
             if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"daemon exited {self.proc.returncode}: {self.lines[-5:]}")
+                raise AssertionError(f"{self.what} exited {self.proc.returncode}: {self.lines[-5:]}")
             time.sleep(0.1)
         raise AssertionError(f"timed out after {timeout} s; last lines: {self.lines[-8:]}")
+
+
+class Daemon(JsonLines):
+    what = "daemon"
+
+    def __init__(self, repo: Path, data: Path, state: Path, home: Path, **env: str) -> None:
+        super().__init__()
+        self.repo, self.data, self.state, self.home, self.extra_env = repo, data, state, home, env
+        self.metrics_port = free_port()
+
+    def start(self) -> Daemon:
+        # The real HOME: rootless podman keeps its image store and configuration under it.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RETRAIND_", "MLFLOW_"))}
+        config = self.home / "retraind.toml"  # empty: only the flags below count
+        config.touch()
+        env.update(
+            RETRAIND_CONFIG=str(config), RETRAIND_METRICS_PORT=str(self.metrics_port), **self.extra_env
+        )
+        argv = [RETRAIND, "watch", "--json", "--repo", str(self.repo)]
+        argv += ["--data-dir", str(self.data), "--state-dir", str(self.state)]
+        self.follow(argv, env)
+        self.wait_log(lambda e: e.get("event") == "watch_started", 300)
+        return self
 
     def runs(self) -> list[RunRow]:
         journal = Journal.open(self.state / "journal.db")

@@ -30,7 +30,7 @@ from tests.conftest import ROOT, require_tool
 
 README = ROOT / "README.md"
 VENV_BIN = Path(sys.executable).parent
-SYSTEM_TOOLS = ("systemctl", "journalctl", "sudo", "jq", "eval")
+SYSTEM_TOOLS = ("systemctl", "journalctl", "sudo", "jq", "eval", "curl")
 
 # The exit codes the README documents for each command run here (its exit-code table).
 DOCUMENTED_EXITS = {
@@ -50,6 +50,8 @@ NOT_RUN = {
     "`retraind run --json` through the entry point; its refusals: tests/unit/test_local_input.py",
     "reproduce": "rebuilds a recorded run (minutes): tests/integration/test_reproduce.py runs "
     "`retraind reproduce RUN_ID` through the entry point",
+    "serve": "serves until stopped: tests/integration/test_serve.py runs `retraind serve --json` as a "
+    "process of its own and sends it requests, bad ones, and moves of the champion",
     "base": "writes or loads a base image archive of 130+ MB: tests/integration/test_base_image.py runs "
     "`retraind base export|import|verify` through the entry point, against a second podman store",
 }
@@ -67,6 +69,7 @@ OTHERS = {
     "sudo": "root on the host",
     "jq": "reads journalctl's output",
     "eval": "wraps tools/mlflow-server.sh url",
+    "curl": "a request to retraind serve; tests/integration/test_serve.py sends the same ones",
 }
 
 

@@ -1,0 +1,217 @@
+"""The front of `retraind serve`: HTTP on 127.0.0.1, forwarded to the model process of the version
+being served, over its Unix socket (the model's container has no network).
+
+Switching versions is switching sockets: `switch` points new requests at the new backend at once;
+requests already forwarded to the old one finish there (`drained` waits for them), so a swap drops
+nothing. `/metrics` is the front's own: requests, latency and errors by version and endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import ClientError, ClientSession, ClientTimeout, UnixConnector, web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+
+from daemon.core.scoring import MAX_BODY_BYTES
+
+disable_created_metrics()  # type: ignore[no-untyped-call]  # as daemon/engine/metrics.py: no *_created
+ENDPOINTS = ("/predict", "/invocations", "/health", "/ping", "/version")
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+FORWARDED_HEADERS = ("Content-Type", "Accept")
+
+
+class ServeMetrics:
+    """The serving series, on an injected registry (labels bounded: unknown paths are "other")."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.requests = Counter("retraind_serve_requests", "Requests answered, by model version, endpoint "
+                                "and HTTP status.", ["version", "endpoint", "code"], registry=r)  # fmt: skip
+        self.latency = Histogram("retraind_serve_request_duration_seconds", "Time to answer a request, "
+                                 "forwarding included.", ["version", "endpoint"], buckets=LATENCY_BUCKETS,
+                                 registry=r)  # fmt: skip
+        self.errors = Counter("retraind_serve_errors", "Requests that got a 5xx: the model process failed "
+                              "or could not be reached.", ["version", "endpoint"], registry=r)  # fmt: skip
+        self.served = Gauge("retraind_serve_version_info", "1 for the model version serving now.",
+                            ["version"], registry=r)  # fmt: skip
+        self.up = Gauge("retraind_serve_up", "1 while a model version is serving.", registry=r)
+        self.swaps = Counter("retraind_serve_swaps", "Attempts to serve another version, by outcome "
+                             "(switched, failed).", ["outcome"], registry=r)  # fmt: skip
+        for outcome in ("switched", "failed"):
+            self.swaps.labels(outcome)
+
+
+@dataclass
+class Backend:
+    """One model version's process, as the front reaches it."""
+
+    version: str
+    socket: Path
+    container: str = ""
+    in_flight: int = 0
+    session: ClientSession | None = field(default=None, repr=False)
+
+
+def endpoint_of(path: str) -> str:
+    return path if path in ENDPOINTS else "other"
+
+
+class Front:
+    """The listener and what it forwards to. Its event loop runs in a thread of its own (`start`);
+    `switch` and `drained` are called from other threads."""
+
+    def __init__(
+        self,
+        metrics: ServeMetrics,
+        registry: CollectorRegistry,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.metrics, self.registry, self.max_body_bytes, self.clock = (
+            metrics,
+            registry,
+            max_body_bytes,
+            clock,
+        )
+        self.current: Backend | None = None
+        self.loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle (any thread) --------------------------------------------------------------
+    def start(self, host: str, port: int) -> None:
+        ready = threading.Event()
+        failed: list[BaseException] = []
+
+        def serve() -> None:
+            asyncio.set_event_loop(self.loop)
+            try:
+                self.loop.run_until_complete(self._listen(host, port))
+            except BaseException as e:  # the port is taken: say so in the caller's thread
+                failed.append(e)
+                ready.set()
+                return
+            ready.set()
+            self.loop.run_forever()
+
+        self._thread = threading.Thread(target=serve, name="serve-front", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failed:
+            raise failed[0]
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def switch(self, backend: Backend) -> Backend | None:
+        """Serve `backend` from the next request on; returns the one it replaces (still finishing
+        what it was given)."""
+        return asyncio.run_coroutine_threadsafe(self._switch(backend), self.loop).result(30)
+
+    def drained(self, backend: Backend, timeout_s: float) -> bool:
+        """Wait until nothing forwarded to `backend` is in flight, then close its connections."""
+        deadline = time.monotonic() + timeout_s
+        while backend.in_flight and time.monotonic() < deadline:
+            time.sleep(0.02)
+        done = backend.in_flight == 0
+        if backend.session is not None:
+            asyncio.run_coroutine_threadsafe(backend.session.close(), self.loop).result(30)
+        return done
+
+    # -- the loop's side ---------------------------------------------------------------------
+    async def _switch(self, backend: Backend) -> Backend | None:
+        backend.session = ClientSession(
+            connector=UnixConnector(path=str(backend.socket), limit=0),
+            timeout=ClientTimeout(total=60),
+            skip_auto_headers=("User-Agent",),
+        )
+        old, self.current = self.current, backend
+        if old is not None:
+            self.metrics.served.remove(old.version)
+        self.metrics.served.labels(backend.version).set(1)
+        self.metrics.up.set(1)
+        return old
+
+    async def _listen(self, host: str, port: int) -> None:
+        app = web.Application(client_max_size=self.max_body_bytes + 1)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, port, reuse_address=True).start()
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        started = self.clock()
+        endpoint = endpoint_of(request.path)
+        backend = self.current
+        if backend is None or backend.session is None:
+            return self._answered("none", endpoint, started, _error(503, "no model version is serving yet"))
+        backend.in_flight += 1
+        try:
+            if request.content_length is not None and request.content_length > self.max_body_bytes:
+                response = _error(413, f"body over the {self.max_body_bytes}-byte limit")
+                return self._answered(backend.version, endpoint, started, response)
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                response = _error(413, f"body over the {self.max_body_bytes}-byte limit")
+                return self._answered(backend.version, endpoint, started, response)
+            headers = {h: request.headers[h] for h in FORWARDED_HEADERS if h in request.headers}
+            try:
+                async with backend.session.request(
+                    request.method, f"http://model{request.path_qs}", data=body, headers=headers
+                ) as answer:
+                    content = await answer.read()
+                    response = web.Response(
+                        body=content,
+                        status=answer.status,
+                        headers={
+                            "Content-Type": answer.headers.get("Content-Type", "application/json"),
+                            "X-Model-Version": answer.headers.get("X-Model-Version", backend.version),
+                        },
+                    )
+            except (TimeoutError, ClientError, OSError) as e:
+                response = _error(503, f"model version {backend.version} did not answer: {type(e).__name__}")
+            return self._answered(backend.version, endpoint, started, response)
+        finally:
+            backend.in_flight -= 1
+
+    def _answered(self, version: str, endpoint: str, started: float, response: web.Response) -> web.Response:
+        self.metrics.requests.labels(version, endpoint, str(response.status)).inc()
+        self.metrics.latency.labels(version, endpoint).observe(self.clock() - started)
+        if response.status >= 500:
+            self.metrics.errors.labels(version, endpoint).inc()
+        return response
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def front_for(metrics_registry: CollectorRegistry | None = None, **kwargs: Any) -> Front:
+    registry = metrics_registry or CollectorRegistry()
+    return Front(ServeMetrics(registry), registry, **kwargs)

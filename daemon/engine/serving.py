@@ -1,0 +1,269 @@
+"""`retraind serve`: the champion in production, from the image its run was built with, following the
+alias blue-green.
+
+For each version it serves, a rootless container of that run's image (no network, read-only root,
+no capabilities) runs daemon/container/serve_backend.py on a Unix socket in a bind-mounted
+directory; the front (daemon/adapters/serve_front.py) listens on 127.0.0.1 and forwards there. When
+the champion moves, the new version is started beside the old one and switched to only once it
+answers /health (its warm-up prediction done) and predicts what its registered run recorded;
+requests already at the old one finish there, then it is stopped. A version that fails any of that
+is never switched to: the old one keeps serving, and the failure is logged, counted and written
+to the serve status file `retraind status` reads.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import secrets
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+import daemon
+from daemon.adapters.serve_front import Backend, Front, ServeMetrics
+from daemon.core.config import Settings
+from daemon.core.errors import InfrastructureError, RetraindError
+from daemon.core.jobs import ContainerJob, Mount
+from daemon.core.serving import FollowPolicy, Served
+from daemon.state.serve_status import ServeStatus, write_status
+
+log = structlog.get_logger()
+SERVE_LABEL = "io.retraind.serve"  # every serving container carries it, valued with its version
+PACKAGE_MOUNT = "/opt/retraind-serve"  # the daemon package, read-only: the backend and daemon.core
+SOCKET_DIR = "/run/serve"
+HEALTH_PROBE = "I love this so much"
+
+
+class ChampionSource(Protocol):
+    def champion(self, name: str) -> Served | None: ...
+    def download_model(self, served: Served, dest: Path) -> Path: ...
+
+
+class Containers(Protocol):
+    def start(self, job: ContainerJob, log_path: Path) -> str: ...
+    def remove(self, name: str) -> None: ...
+    def logs(self, name: str, tail: int = 40) -> str: ...
+    def running(self, name: str) -> bool: ...
+    def image_id(self, ref: str) -> str | None: ...
+
+
+class SwitchFailed(RetraindError):
+    """A version could not be started or failed its checks; what serves stays as it was."""
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path, timeout: float) -> None:
+        super().__init__("model", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(str(self.path))
+
+
+def ask(path: Path, method: str, url: str, body: Any = None, timeout: float = 10.0) -> tuple[int, Any]:
+    """One request to a backend's socket: its status and JSON answer."""
+    conn = _UnixHTTPConnection(path, timeout)
+    try:
+        payload = None if body is None else json.dumps(body).encode()
+        conn.request(method, url, body=payload, headers={"Content-Type": "application/json"})
+        answer = conn.getresponse()
+        return answer.status, json.loads(answer.read() or b"null")
+    finally:
+        conn.close()
+
+
+class Server:
+    """Keeps the champion served: start, check, switch, drain, stop."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        source: ChampionSource,
+        containers: Containers,
+        front: Front,
+        metrics: ServeMetrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings, self.source, self.containers, self.front = settings, source, containers, front
+        self.metrics, self.clock = metrics, clock
+        self.root = settings.state_dir / "serve"
+        self.policy = FollowPolicy(retry_s=settings.serve_retry_s)
+        self.current: tuple[Served, Backend, Path] | None = None
+        self.stopping = threading.Event()
+        self.last_failure: str | None = None
+
+    @property
+    def address(self) -> str:
+        return f"http://{self.settings.serve_addr}:{self.settings.serve_port}"
+
+    # -- the loop ----------------------------------------------------------------------------
+    def follow(self) -> None:
+        """Until stop(): look at the champion every serve_poll_s and serve it."""
+        while not self.stopping.is_set():
+            try:
+                self.step()
+            except RetraindError as e:  # MLflow away: keep serving what serves, look again later
+                log.warning("serve_champion_unknown", error=str(e))
+            self.stopping.wait(self.settings.serve_poll_s)
+
+    def step(self) -> bool:
+        """One look at the registry; True when a new version now serves."""
+        champion = self.source.champion(self.settings.model_name)
+        serving = self.current[0].version if self.current else None
+        if not self.policy.should_start(champion, serving, self.clock()):
+            return False
+        assert champion is not None
+        try:
+            self.switch_to(champion)
+        except SwitchFailed as e:
+            self.policy.failed(champion.version, self.clock())
+            self.metrics.swaps.labels("failed").inc()
+            self.last_failure = str(e)
+            log.error("serve_switch_failed", version=champion.version, serving=serving, error=str(e))
+            self._write_status()
+            return False
+        self.policy.started()
+        return True
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def shutdown(self) -> None:
+        """Stop serving: the front first (no new requests), then the version's container."""
+        self.front.stop()
+        if self.current is not None:
+            _, backend, workdir = self.current
+            self._remove(backend.container, workdir)
+            self.current = None
+        self.metrics.up.set(0)
+        self._write_status()
+
+    # -- one switch --------------------------------------------------------------------------
+    def switch_to(self, served: Served) -> None:
+        workdir = self.root / f"v{served.version}-{secrets.token_hex(3)}"
+        name = f"retraind-serve-{self.settings.model_name}-v{served.version}-{workdir.name[-6:]}"
+        try:
+            backend = self._start(served, workdir, name)
+        except SwitchFailed:
+            self._remove(name, workdir)
+            raise
+        old = self.front.switch(backend)
+        previous = self.current
+        self.current = (served, backend, workdir)
+        self.metrics.swaps.labels("switched").inc()
+        self.last_failure = None
+        log.info("serve_switched", version=served.version, previous=old.version if old else None,
+                 address=self.address, image_id=served.image_id)  # fmt: skip
+        self._write_status()
+        if old is not None and previous is not None:
+            drained = self.front.drained(old, self.settings.serve_drain_s)
+            self._remove(old.container, previous[2])
+            log.info("serve_drained", version=old.version, drained=drained)
+
+    def _start(self, served: Served, workdir: Path, name: str) -> Backend:
+        if not served.image_id:
+            raise SwitchFailed(
+                f"{served.label}: its run records no image (retraind.image.id); cannot serve it"
+            )
+        if self.containers.image_id(served.image_id) is None:
+            raise SwitchFailed(
+                f"{served.label}: image {served.image_id[:19]} of run {served.mlflow_run_id} is not in this "
+                f"machine's podman store; rebuild it (retraind reproduce) or load it (podman load)"
+            )
+        sockets = workdir / "socket"
+        sockets.mkdir(parents=True)
+        try:
+            model = self.source.download_model(served, workdir / "download")
+        except RetraindError as e:
+            raise SwitchFailed(f"{served.label}: its model could not be downloaded: {e}") from e
+        package = Path(daemon.__file__).resolve().parent
+        job = ContainerJob(
+            name=name,
+            image=served.image_id,
+            argv=(
+                "python",
+                "-m",
+                "daemon.container.serve_backend",
+                "--model",
+                "/model",
+                "--socket",
+                f"{SOCKET_DIR}/backend.sock",
+                "--version",
+                served.version,
+                "--max-body-bytes",
+                str(self.settings.serve_max_body_bytes),
+                "--max-texts",
+                str(self.settings.serve_max_texts),
+            ),
+            mounts=(
+                Mount(model, "/model"),
+                Mount(sockets, SOCKET_DIR, writable=True),
+                Mount(package, f"{PACKAGE_MOUNT}/daemon"),
+            ),
+            labels={SERVE_LABEL: served.version},
+            env={"PYTHONPATH": PACKAGE_MOUNT},
+        )
+        try:
+            container = self.containers.start(job, workdir / "start.log")
+        except InfrastructureError as e:
+            raise SwitchFailed(f"{served.label}: {e}") from e
+        backend = Backend(served.version, sockets / "backend.sock", container=name)
+        self._wait_ready(backend, name, container)
+        return backend
+
+    def _wait_ready(self, backend: Backend, name: str, container: str) -> None:
+        """Ready: the socket answers /health for this version and a probe prediction is well formed."""
+        deadline = self.clock() + self.settings.serve_start_timeout_s
+        last = "no socket yet"
+        while self.clock() < deadline and not self.stopping.is_set():
+            if backend.socket.exists():
+                try:
+                    status, health = ask(backend.socket, "GET", "/health")
+                    if status == 200 and health.get("model_version") == backend.version:
+                        self._probe(backend)
+                        return
+                    last = f"/health answered {status} {health}"
+                except (OSError, http.client.HTTPException, ValueError) as e:
+                    last = f"{type(e).__name__}: {e}"
+            elif not self.containers.running(name):
+                last = "the model process exited"
+                break
+            time.sleep(0.1)
+        output = self.containers.logs(name)
+        raise SwitchFailed(
+            f"v{backend.version} was not ready within {self.settings.serve_start_timeout_s:.0f} s ({last}); "
+            f"container {container[:12]} said: {output[-1500:] or '(nothing)'}"
+        )
+
+    def _probe(self, backend: Backend) -> None:
+        status, answer = ask(backend.socket, "POST", "/predict", {"texts": [HEALTH_PROBE]})
+        predictions = answer.get("predictions") if isinstance(answer, dict) else None
+        if status != 200 or not predictions or "label" not in predictions[0]:
+            raise SwitchFailed(f"v{backend.version}: the probe prediction failed: {status} {answer}")
+
+    def _remove(self, name: str, workdir: Path) -> None:
+        try:
+            self.containers.remove(name)
+        except InfrastructureError as e:
+            log.warning("serve_container_not_removed", container=name, error=str(e))
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    def _write_status(self) -> None:
+        status = ServeStatus(
+            serving=self.current[0].version if self.current else None,
+            address=self.address,
+            pid=os.getpid(),
+            last_failure=self.last_failure,
+            failed_version=self.policy.failed_version,
+        )
+        write_status(self.settings.state_dir, status)
