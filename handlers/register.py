@@ -18,6 +18,7 @@ from daemon.core.records import (
     COMMIT_TAG,
     DIRTY_TAG,
     FAILURE_TAG,
+    IDENTITY_TAGS,
     IMAGE_TAG,
     OUTCOME_TAG,
     RUN_ID_TAG,
@@ -29,7 +30,6 @@ from handlers.base import blas_env
 
 NAME = REGISTER
 # train.py's identity.json keys -> the run tags that carry them (`retraind reproduce` compares these)
-IDENTITY_TAGS = {"model_sha256": "retraind.model.sha256", "predictions_sha256": "retraind.predictions.sha256"}
 
 
 def provenance_tags(ctx: RunContext) -> dict[str, str]:

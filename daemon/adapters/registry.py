@@ -33,7 +33,7 @@ from daemon.core.promotion import (
     parse_history,
     rollback_target,
 )
-from daemon.core.records import IMAGE_TAG, RUN_ID_TAG
+from daemon.core.records import IMAGE_TAG, PREDICTIONS_TAG, RUN_ID_TAG
 from daemon.core.serving import Served
 
 CHAMPION = "champion"
@@ -171,6 +171,8 @@ def preload_mlflow(tracking_uri: str) -> threading.Thread:
     thread.start()
     return thread
 
+TEST_PREDICTIONS = "test_predictions.jsonl"  # scripts/train.py writes it; register logs it at the run's root
+
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
@@ -265,13 +267,26 @@ class MlflowRegistry:
             mv = client.get_model_version(name, version)
             run_id = str(mv.run_id or "")
             tags = client.get_run(run_id).data.tags if run_id else {}
-            return Served(name, version, run_id, str(tags.get(IMAGE_TAG, "")), str(mv.source or ""))
+            image, predicted = str(tags.get(IMAGE_TAG, "")), str(tags.get(PREDICTIONS_TAG, ""))
+            return Served(name, version, run_id, image, str(mv.source or ""), predicted)
 
     def download_model(self, served: Served, dest: Path) -> Path:
         """The version's MLflow model directory, downloaded into dest; returns its path."""
         dest.mkdir(parents=True, exist_ok=True)
         with self._boundary() as client:  # the register stage logged it at the run's model/
             return Path(client.download_artifacts(served.mlflow_run_id, "model", str(dest)))
+
+    def recorded_predictions(self, served: Served, dest: Path) -> Path | None:
+        """The run's test_predictions.jsonl (file, line, text, predicted label of each test row, in
+        split order), downloaded into dest; None when the run has none."""
+        from mlflow.exceptions import MlflowException
+
+        dest.mkdir(parents=True, exist_ok=True)
+        with self._boundary() as client:
+            try:
+                return Path(client.download_artifacts(served.mlflow_run_id, TEST_PREDICTIONS, str(dest)))
+            except (MlflowException, OSError):
+                return None
 
     def versions(self, name: str) -> list[VersionRow]:
         """Every version, newest first; an unknown model has none."""

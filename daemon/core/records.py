@@ -13,6 +13,9 @@ RUN_ID_TAG = "retraind.run_id"
 # The provenance tags more than one module reads or writes (handlers/register.py writes them all).
 COMMIT_TAG, DIRTY_TAG, IMAGE_TAG = "retraind.git.commit", "retraind.git.dirty", "retraind.image.id"
 OUTCOME_TAG, FAILURE_TAG = "retraind.outcome", "retraind.failure"
+MODEL_SHA256_TAG, PREDICTIONS_TAG = "retraind.model.sha256", "retraind.predictions.sha256"
+# train.py's identity.json keys -> the tags register writes them as
+IDENTITY_TAGS = {"model_sha256": MODEL_SHA256_TAG, "predictions_sha256": PREDICTIONS_TAG}
 
 
 @dataclass(frozen=True)

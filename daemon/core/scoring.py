@@ -13,6 +13,7 @@ Two request bodies are accepted:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -124,6 +125,14 @@ def _texts(value: Any, where: str, limits: Limits) -> list[str]:
         kind = type(value[wrong]).__name__
         raise BadRequest(f"{where}: item {wrong} is {kind}, not a string")
     return value
+
+
+def predictions_sha256(rows: Sequence[tuple[str, int, str]]) -> str:
+    """SHA-256 of [file, line, predicted label] rows in test-split order, as JSON: the hash
+    scripts/train.py records as retraind.predictions.sha256 (docs/pipeline-contract.md), so a served
+    model can be checked against its registered run."""
+    text = json.dumps([list(r) for r in rows], separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def predictions(labels: Sequence[str], classes: Sequence[str], probabilities: Sequence[Sequence[float]],

@@ -14,6 +14,7 @@ class Served:
     mlflow_run_id: str
     image_id: str  # the run's retraind.image.id tag: the Python, scikit-learn and cleaner it trained with
     source: str = ""  # the model's artifact URI
+    predictions_sha256: str = ""  # what the run's model predicted on its test split (its tag)
 
     @property
     def label(self) -> str:

@@ -34,6 +34,7 @@ from daemon.core.params import params_from_mlflow
 from daemon.core.records import (
     COMMIT_TAG,
     DIRTY_TAG,
+    IDENTITY_TAGS,
     IMAGE_TAG,
     OUTCOME_TAG,
     RUN_ID_TAG,
@@ -43,7 +44,6 @@ from daemon.core.records import (
 from daemon.core.stages import BUILD, PREPROCESS, TRAIN, Ports, RunContext
 from daemon.engine.pipeline import run_stages
 from handlers.build import input_hashes
-from handlers.register import IDENTITY_TAGS
 from handlers.registry import STAGES
 
 REBUILT = (BUILD, PREPROCESS, TRAIN)  # the gate already passed once; registering again is not wanted

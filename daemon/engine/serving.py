@@ -32,6 +32,7 @@ from daemon.adapters.serve_front import Backend, Front, ServeMetrics
 from daemon.core.config import Settings
 from daemon.core.errors import InfrastructureError, RetraindError
 from daemon.core.jobs import ContainerJob, Mount
+from daemon.core.scoring import predictions_sha256
 from daemon.core.serving import FollowPolicy, Served
 from daemon.state.serve_status import ServeStatus, write_status
 
@@ -45,6 +46,7 @@ HEALTH_PROBE = "I love this so much"
 class ChampionSource(Protocol):
     def champion(self, name: str) -> Served | None: ...
     def download_model(self, served: Served, dest: Path) -> Path: ...
+    def recorded_predictions(self, served: Served, dest: Path) -> Path | None: ...
 
 
 class Containers(Protocol):
@@ -114,6 +116,8 @@ class Server:
                 self.step()
             except RetraindError as e:  # MLflow away: keep serving what serves, look again later
                 log.warning("serve_champion_unknown", error=str(e))
+            except Exception as e:  # the loop's last boundary: log once, look again later
+                log.error("serve_loop_error", error=str(e), exc_info=e)
             self.stopping.wait(self.settings.serve_poll_s)
 
     def step(self) -> bool:
@@ -125,7 +129,9 @@ class Server:
         assert champion is not None
         try:
             self.switch_to(champion)
-        except SwitchFailed as e:
+        except Exception as e:  # SwitchFailed, or a bug in one attempt: what serves goes on serving
+            if not isinstance(e, SwitchFailed):
+                log.error("serve_switch_crashed", version=champion.version, error=str(e), exc_info=e)
             self.policy.failed(champion.version, self.clock())
             self.metrics.swaps.labels("failed").inc()
             self.last_failure = str(e)
@@ -154,7 +160,7 @@ class Server:
         name = f"retraind-serve-{self.settings.model_name}-v{served.version}-{workdir.name[-6:]}"
         try:
             backend = self._start(served, workdir, name)
-        except SwitchFailed:
+        except BaseException:  # failed its checks, a bug, or stopped meanwhile: nothing of it stays
             self._remove(name, workdir)
             raise
         old = self.front.switch(backend)
@@ -219,7 +225,45 @@ class Server:
             raise SwitchFailed(f"{served.label}: {e}") from e
         backend = Backend(served.version, sockets / "backend.sock", container=name)
         self._wait_ready(backend, name, container)
+        self._agrees_with_its_run(backend, served, workdir)
         return backend
+
+    def _agrees_with_its_run(self, backend: Backend, served: Served, workdir: Path) -> None:
+        """The new version predicts, on its run's test split, exactly the labels the run recorded
+        (retraind.predictions.sha256): the image, the cleaner and the model are the ones it trained
+        with. A run without its recorded predictions is served with a warning."""
+        try:
+            recorded = self.source.recorded_predictions(served, workdir / "recorded")
+        except RetraindError as e:
+            recorded, why = None, str(e)
+        else:
+            why = "the run has no test_predictions.jsonl"
+        if recorded is None or not served.predictions_sha256:
+            log.warning("serve_check_skipped", version=served.version, reason=why if recorded is None
+                        else "the run has no retraind.predictions.sha256 tag")  # fmt: skip
+            return
+        # split at "\n" only: a text may hold U+2028 and other separators str.splitlines() splits at
+        rows = [json.loads(line) for line in recorded.read_text(encoding="utf-8").split("\n") if line.strip()]
+        texts = [str(r["text"]) for r in rows]
+        predicted: list[str] = []
+        chunk = self.settings.serve_max_texts
+        for at in range(0, len(texts), chunk):
+            status, answer = ask(backend.socket, "POST", "/invocations",
+                                 {"inputs": texts[at : at + chunk]}, timeout=120)  # fmt: skip
+            if status != 200:
+                raise SwitchFailed(
+                    f"v{served.version}: checking it on its test split failed: {status} {answer}"
+                )
+            predicted += [str(p) for p in answer["predictions"]]
+        digest = predictions_sha256([(r["file"], r["line"], p) for r, p in zip(rows, predicted, strict=True)])
+        if digest != served.predictions_sha256:
+            differ = [i for i, (r, p) in enumerate(zip(rows, predicted, strict=True)) if r["predicted"] != p]
+            raise SwitchFailed(
+                f"v{served.version} predicts differently from its registered run: {len(differ)} of "
+                f"{len(rows)} test texts differ; predictions sha256 {digest[:12]} != recorded "
+                f"{served.predictions_sha256[:12]}"
+            )
+        log.info("serve_checked", version=served.version, texts=len(rows), predictions_sha256=digest)
 
     def _wait_ready(self, backend: Backend, name: str, container: str) -> None:
         """Ready: the socket answers /health for this version and a probe prediction is well formed."""

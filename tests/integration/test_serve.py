@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from daemon.core.records import IMAGE_TAG
+from daemon.core.records import IMAGE_TAG, PREDICTIONS_TAG
 from tests.conftest import ROOT
 from tests.integration.conftest import committed_copy
 from tests.integration.daemon_harness import RETRAIND, JsonLines, run_cli
@@ -134,23 +134,37 @@ def sample_texts(n: int = 40) -> list[str]:
     return [r["text"] for r in rows[:: max(1, len(rows) // n)]][:n]
 
 
-def registered_model(lab: Lab) -> Any:
-    """The champion as MLflow itself loads it, in this process: the oracle the server must agree with."""
-    import mlflow
+def registered_tag(lab: Lab, version: str, tag: str) -> str:
+    from mlflow.tracking import MlflowClient
 
-    mlflow.set_tracking_uri(lab.tracking)
-    mlflow.set_registry_uri(lab.tracking)
-    return mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
+    client = MlflowClient(lab.tracking, registry_uri=lab.tracking)
+    run_id = client.get_model_version(MODEL, version).run_id
+    return str(client.get_run(run_id).data.tags[tag])
+
+
+def registered_model(lab: Lab, dest: Path) -> Any:
+    """The champion as MLflow itself loads it, in this process: the oracle the server must agree with.
+    (Downloaded with a client of its own: set_tracking_uri would leak into later tests of the worker.)"""
+    import mlflow.pyfunc
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(lab.tracking, registry_uri=lab.tracking)
+    run_id = client.get_model_version_by_alias(MODEL, "champion").run_id
+    return mlflow.pyfunc.load_model(client.download_artifacts(run_id, "model", str(dest)))
 
 
 def test_the_champion_answers_mlflow_s_three_shapes_and_predict_as_the_registered_model_does(
-    lab: Lab, serving: Serving
+    lab: Lab, serving: Serving, tmp_path: Path
 ) -> None:
     switched = serving.wait_serving("1", READY_DEADLINE_S)
+    checked = next(e for e in serving.lines if e.get("event") == "serve_checked")  # logged before the switch
+    recorded = registered_tag(lab, "1", PREDICTIONS_TAG)
+    assert (checked["version"], checked["predictions_sha256"]) == ("1", recorded)  # the run's test split,
+    assert checked["texts"] > 500  # every text of it through the container, predicted as training did
     texts = sample_texts()
     import pandas as pd
 
-    expected = [str(p) for p in registered_model(lab).predict(pd.DataFrame({"text": texts}))]
+    expected = [str(p) for p in registered_model(lab, tmp_path).predict(pd.DataFrame({"text": texts}))]
     shapes = {
         "dataframe_split": {"columns": ["text"], "data": [[t] for t in texts]},
         "dataframe_records": [{"text": t} for t in texts],
@@ -298,8 +312,11 @@ def test_the_served_version_follows_gate_promote_and_rollback_with_no_failed_req
     changes = [b for a, b in itertools.pairwise(versions) if a != b]
     assert changes == ["2", "1", "2"], "each move switched once, and never back and forth"
     assert all(s < SWITCH_DEADLINE_S for s in followed), followed
-    drained = [e for e in serving.lines if e.get("event") == "serve_drained"]
-    assert len(drained) == 3 and all(e["drained"] for e in drained)
+    deadline = time.monotonic() + SWITCH_DEADLINE_S  # the old container is stopped after the switch
+    while len(drained := [e for e in serving.lines if e.get("event") == "serve_drained"]) < 3:
+        assert time.monotonic() < deadline, serving.lines[-5:]
+        time.sleep(0.1)
+    assert [e["version"] for e in drained] == ["1", "2", "1"] and all(e["drained"] for e in drained)
 
 
 def test_a_champion_whose_image_is_missing_is_not_served_and_the_old_one_keeps_answering(
@@ -352,3 +369,26 @@ def test_a_champion_whose_model_fails_to_load_is_not_served_and_its_error_is_sho
     assert "the model process exited" in failed["error"] and "UnpicklingError" in failed["error"]
     status, answer, _ = post(serving.url, "/predict", {"texts": ["who answers?"]})
     assert status == 200 and answer["model_version"] == newest
+
+
+def test_a_champion_that_predicts_otherwise_than_its_registered_run_is_not_served(
+    lab: Lab, serving: Serving
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    code, lines, output = lab.retraind("run", "--json", "--force")
+    assert code == 0, output
+    newest = finished(lines)["model_version"]
+    checked = serving.wait_log(lambda e: e.get("event") == "serve_checked" and e["version"] == newest, 120)
+    assert checked["predictions_sha256"] == registered_tag(lab, newest, PREDICTIONS_TAG)
+    victim = next(
+        v for v in lab.retraind("models", "--json")[1][0]["versions"] if v["version"] == str(int(newest) - 1)
+    )
+    client = MlflowClient(lab.tracking, registry_uri=lab.tracking)
+    client.set_tag(victim["mlflow_run_id"], PREDICTIONS_TAG, "0" * 64)  # as if it had predicted otherwise
+    assert lab.retraind("promote", victim["version"], "--reason", "drifted", "--json")[0] == 0
+    failed = serving.wait_log(
+        lambda e: e.get("event") == "serve_switch_failed" and e["version"] == victim["version"], 120
+    )
+    assert "predicts differently from its registered run" in failed["error"]
+    assert post(serving.url, "/predict", {"texts": ["who answers?"]})[1]["model_version"] == newest

@@ -33,3 +33,14 @@ def test_prediction_hash_covers_rows_and_labels_in_order() -> None:
     assert same == train.predictions_sha256(rows.copy())
     assert same != train.predictions_sha256(rows.assign(predicted=["positive", "negative"]))
     assert same != train.predictions_sha256(rows.iloc[::-1])
+
+
+def test_serve_checks_a_served_model_with_the_hash_train_py_records() -> None:
+    """retraind serve recomputes retraind.predictions.sha256 from the served model's answers."""
+    from daemon.core.scoring import predictions_sha256
+
+    predicted = ["positive", "négatif", "neutral"]
+    rows = pd.DataFrame({"file": ["a.csv", "a.csv", "b.csv"], "line": [2, 7, 3], "predicted": predicted})
+    listed = [(str(f), int(n), str(p)) for f, n, p in rows[["file", "line", "predicted"]].values.tolist()]
+    assert predictions_sha256(listed) == train_module().predictions_sha256(rows)
+    assert predictions_sha256(listed[::-1]) != predictions_sha256(listed)
