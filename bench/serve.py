@@ -77,8 +77,8 @@ def train_champion(work: Path) -> Path:
     return state
 
 
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float, what: str) -> float:
-    started = time.monotonic()
+def wait_ready(url: str, proc: subprocess.Popen[bytes], started: float, timeout_s: float, what: str) -> float:
+    """Seconds from the server's start (`started`) to its first 200 to /invocations."""
     body = json.dumps({"dataframe_split": {"columns": ["text"], "data": [[TEXTS[0]]]}}).encode()
     while time.monotonic() - started < timeout_s:
         if proc.poll() is not None:
@@ -156,9 +156,11 @@ def main() -> int:
     state = args.state_dir or train_champion(work)
     tracking = f"sqlite:///{state / 'mlflow.db'}"
     servers: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
+    started: dict[str, float] = {}
     try:
         port = free_port()
         (work / "none.toml").touch()
+        started["retraind serve"] = time.monotonic()
         retraind = subprocess.Popen(
             [RETRAIND, "serve", "--json", "--state-dir", str(state), "--port", str(port)],
             env=clean_env(RETRAIND_CONFIG=str(work / "none.toml")),
@@ -166,6 +168,7 @@ def main() -> int:
         )  # fmt: skip
         servers["retraind serve"] = (f"http://127.0.0.1:{port}", retraind)
         port = free_port()
+        started["mlflow models serve"] = time.monotonic()
         mlflow = subprocess.Popen(
             [MLFLOW, "models", "serve", "-m", f"models:/{args.model_name}@champion", "--env-manager", "local",
              "--host", "127.0.0.1", "--port", str(port)],
@@ -175,7 +178,7 @@ def main() -> int:
         )  # fmt: skip
         servers["mlflow models serve"] = (f"http://127.0.0.1:{port}", mlflow)
         for name, (url, proc) in servers.items():
-            ready = wait_ready(url, proc, 300, name)
+            ready = wait_ready(url, proc, started[name], 300, name)
             print(f"{name:<20} first answer after {ready:5.1f} s ({url})")
         results: dict[tuple[str, int], dict[str, Any]] = {}
         for c in levels:

@@ -55,6 +55,18 @@ class ServeMetrics:
         for outcome in ("switched", "failed"):
             self.swaps.labels(outcome)
 
+    def serving(self, version: str, previous: str | None = None) -> None:
+        """`version` serves from now on: its series start at 0 (rate() misses the first increment of
+        a series born with it), and the served-version gauge moves from `previous`."""
+        for endpoint in ENDPOINTS:
+            self.requests.labels(version, endpoint, "200")
+            self.latency.labels(version, endpoint)
+            self.errors.labels(version, endpoint)
+        if previous is not None and previous != version:
+            self.served.remove(previous)
+        self.served.labels(version).set(1)
+        self.up.set(1)
+
 
 @dataclass
 class Backend:
@@ -145,10 +157,7 @@ class Front:
             skip_auto_headers=("User-Agent",),
         )
         old, self.current = self.current, backend
-        if old is not None:
-            self.metrics.served.remove(old.version)
-        self.metrics.served.labels(backend.version).set(1)
-        self.metrics.up.set(1)
+        self.metrics.serving(backend.version, old.version if old else None)
         return old
 
     async def _listen(self, host: str, port: int) -> None:

@@ -19,6 +19,7 @@ import os
 import secrets
 import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -38,9 +39,29 @@ from daemon.state.serve_status import ServeStatus, write_status
 
 log = structlog.get_logger()
 SERVE_LABEL = "io.retraind.serve"  # every serving container carries it, valued with its version
+ADDRESS_LABEL = "io.retraind.serve.address"  # ... and the address of the retraind serve it answers for
 PACKAGE_MOUNT = "/opt/retraind-serve"  # the daemon package, read-only: the backend and daemon.core
 SOCKET_DIR = "/run/serve"
 HEALTH_PROBE = "I love this so much"
+
+
+SUN_PATH_MAX = 107  # a Unix socket's path, in bytes, before its terminating NUL (sockaddr_un)
+
+
+def socket_dir(workdir: Path) -> Path:
+    """A private directory for the version's socket: workdir/socket, or, when that path would be too
+    long for a Unix socket address (a deep state directory), a fresh one under XDG_RUNTIME_DIR or
+    /tmp that workdir/socket links to (so removing the version finds it)."""
+    inside = workdir / "socket"
+    if len(os.fsencode(inside / "backend.sock")) <= SUN_PATH_MAX:
+        inside.mkdir(mode=0o700)
+        return inside
+    for root in (os.environ.get("XDG_RUNTIME_DIR", ""), tempfile.gettempdir()):
+        if root and os.path.isdir(root) and len(os.fsencode(root)) + 40 <= SUN_PATH_MAX:
+            short = Path(tempfile.mkdtemp(prefix="retraind-serve-", dir=root))  # 0700
+            inside.symlink_to(short)
+            return short
+    raise SwitchFailed(f"no directory short enough for a Unix socket (state directory {workdir})")
 
 
 class ChampionSource(Protocol):
@@ -186,8 +207,8 @@ class Server:
                 f"{served.label}: image {served.image_id[:19]} of run {served.mlflow_run_id} is not in this "
                 f"machine's podman store; rebuild it (retraind reproduce) or load it (podman load)"
             )
-        sockets = workdir / "socket"
-        sockets.mkdir(parents=True)
+        workdir.mkdir(parents=True)
+        sockets = socket_dir(workdir)
         try:
             model = self.source.download_model(served, workdir / "download")
         except RetraindError as e:
@@ -216,7 +237,7 @@ class Server:
                 Mount(sockets, SOCKET_DIR, writable=True),
                 Mount(package, f"{PACKAGE_MOUNT}/daemon"),
             ),
-            labels={SERVE_LABEL: served.version},
+            labels={SERVE_LABEL: served.version, ADDRESS_LABEL: self.address.removeprefix("http://")},
             env={"PYTHONPATH": PACKAGE_MOUNT},
         )
         try:
@@ -296,6 +317,10 @@ class Server:
             raise SwitchFailed(f"v{backend.version}: the probe prediction failed: {status} {answer}")
 
     def _remove(self, name: str, workdir: Path) -> None:
+        """The version's container, its work directory and its socket's directory."""
+        link = workdir / "socket"
+        if link.is_symlink():
+            shutil.rmtree(link.resolve(), ignore_errors=True)
         try:
             self.containers.remove(name)
         except InfrastructureError as e:

@@ -52,7 +52,7 @@ GATE_REASONS = frozenset(
     }
 )
 # The daemon's metrics contract: name -> (type, {label: allowed values or None for free text}).
-CONTRACT: dict[str, tuple[str, dict[str, frozenset[str] | None]]] = {
+DAEMON_CONTRACT: dict[str, tuple[str, dict[str, frozenset[str] | None]]] = {
     "retraind_stage_duration_seconds": ("histogram", {"stage": STAGES, "outcome": STAGE_OUTCOMES}),
     "retraind_pipeline_duration_seconds": ("histogram", {"outcome": OUTCOMES}),
     "retraind_runs_total": ("counter", {"outcome": OUTCOMES, "trigger": TRIGGERS}),
@@ -72,6 +72,17 @@ CONTRACT: dict[str, tuple[str, dict[str, frozenset[str] | None]]] = {
     "retraind_state_bytes": ("gauge", {}),
     "retraind_build_info": ("gauge", {"version": None}),
 }
+ENDPOINTS = frozenset({"/predict", "/invocations", "/health", "/ping", "/version", "other"})
+# retraind serve's (daemon/adapters/serve_front.py): versions are the registry's, codes HTTP's.
+SERVE_CONTRACT: dict[str, tuple[str, dict[str, frozenset[str] | None]]] = {
+    "retraind_serve_requests_total": ("counter", {"version": None, "endpoint": ENDPOINTS, "code": None}),
+    "retraind_serve_request_duration_seconds": ("histogram", {"version": None, "endpoint": ENDPOINTS}),
+    "retraind_serve_errors_total": ("counter", {"version": None, "endpoint": ENDPOINTS}),
+    "retraind_serve_version_info": ("gauge", {"version": None}),
+    "retraind_serve_up": ("gauge", {}),
+    "retraind_serve_swaps_total": ("counter", {"outcome": frozenset({"switched", "failed"})}),
+}
+CONTRACT = DAEMON_CONTRACT | SERVE_CONTRACT
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 TARGET_LABELS = frozenset({"job", "instance"})
 
@@ -81,6 +92,7 @@ GRAFANA_PROMQL_VARIABLES = {
     "$__interval": "1h",
     "$__range": "7d",
     "$instance": "127.0.0.1:9464",
+    "$serve": "127.0.0.1:8080",
 }
 METRIC_NAME = re.compile(r"(?<![\w:])retraind_[A-Za-z0-9_]+(?![\w:])")
 RECORDED_NAME = re.compile(r"(?<![\w:])[A-Za-z_]\w*:[\w:]*")
@@ -434,12 +446,16 @@ def test_label_matchers_use_contract_labels_and_values() -> None:
 
 
 def test_daemon_registry_exposes_every_metric_used() -> None:
-    """Compare the names the dashboards and alerts read with what daemon.engine.metrics registers."""
+    """Compare the names the dashboards and alerts read with what daemon.engine.metrics and retraind
+    serve's front register."""
     metrics = pytest.importorskip("daemon.engine.metrics")
     from prometheus_client import CollectorRegistry
 
+    from daemon.adapters.serve_front import ServeMetrics
+
     registry = CollectorRegistry()
     metrics.Metrics(registry)
+    ServeMetrics(registry)
     exposed: set[str] = set()
     families: dict[str, str] = {}
     for family in registry.collect():
@@ -476,7 +492,7 @@ def test_daemon_registry_labels_match_the_contract() -> None:
             for label, value in sample.labels.items():
                 if label != "le":
                     seen.setdefault(name, {}).setdefault(label, set()).add(value)
-    for name, (_, labels) in CONTRACT.items():
+    for name, (_, labels) in DAEMON_CONTRACT.items():
         assert set(seen.get(name, {})) == set(labels), name
         for label, allowed in labels.items():
             if allowed is not None:
@@ -490,7 +506,7 @@ def test_daemon_registry_labels_match_the_contract() -> None:
         "retraind_gate_failures_total": {"reason": metrics.GATE_REASONS},
         "retraind_loop_errors_total": {"reason": metrics.LOOP_ERROR_REASONS},
     }
-    assert {n for n, (_, labels) in CONTRACT.items() if any(labels.values())} == set(enums)
+    assert {n for n, (_, labels) in DAEMON_CONTRACT.items() if any(labels.values())} == set(enums)
     for name, labels in enums.items():
         for label, values in labels.items():
             assert set(values) == CONTRACT[name][1][label], f"{name}{{{label}}}"
@@ -526,3 +542,27 @@ def test_sql_expansion_escapes_variable_quotes() -> None:
     )
     with pytest.raises(ValueError):
         expand_sql_macros("SELECT $__timeFilter(x)", from_s=0, to_s=0, variables={})
+
+
+def test_serve_registry_labels_match_the_contract() -> None:
+    """retraind serve's series carry the contract's labels once a request was answered, and its
+    endpoint label is bounded to the contract's endpoints."""
+    from prometheus_client import CollectorRegistry
+
+    from daemon.adapters.serve_front import ENDPOINTS as SERVED
+    from daemon.adapters.serve_front import ServeMetrics, endpoint_of
+
+    registry = CollectorRegistry()
+    m = ServeMetrics(registry)
+    m.requests.labels("3", "/predict", "200").inc()
+    m.latency.labels("3", "/predict").observe(0.002)
+    m.errors.labels("3", "/invocations").inc()
+    m.served.labels("3").set(1)
+    m.up.set(1)
+    seen: dict[str, set[str]] = {}
+    for family in registry.collect():
+        name = f"{family.name}_total" if family.type == "counter" else family.name
+        for sample in family.samples:
+            seen.setdefault(name, set()).update(k for k in sample.labels if k != "le")
+    assert {n: set(labels) for n, (_, labels) in SERVE_CONTRACT.items()} == seen
+    assert {*SERVED, "other"} == ENDPOINTS and endpoint_of("/admin") == "other"

@@ -3,6 +3,8 @@ the dashboards' SQL on a real MLflow PostgreSQL database, and an MLflow outage t
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import time
@@ -16,8 +18,8 @@ import pytest
 from daemon.engine.metrics import STAGES
 from tests.conftest import ROOT
 from tests.integration.conftest import committed_copy, make_settings
-from tests.integration.daemon_harness import Daemon
-from tests.integration.services import MlflowServer, Postgres, StartPrometheus
+from tests.integration.daemon_harness import RETRAIND, Daemon, JsonLines
+from tests.integration.services import MlflowServer, Postgres, StartPrometheus, free_port
 from tests.integration.test_dashboards import (
     expand_sql_macros,
     for_promtool,
@@ -27,11 +29,12 @@ from tests.integration.test_dashboards import (
 )
 
 
-def dashboard_promql(instance: str) -> list[tuple[str, str]]:
-    """Every dashboard PromQL expression as Grafana would send it for this daemon's instance.
-    Week-over-week comparisons (offset 1w) are left out: a fresh Prometheus has no last week."""
+def dashboard_promql(instance: str, serve: str) -> list[tuple[str, str]]:
+    """Every dashboard PromQL expression as Grafana would send it for this daemon's instance and
+    this retraind serve's. Week-over-week comparisons (offset 1w) are left out: a fresh Prometheus
+    has no last week."""
     return [
-        (where, for_promtool(expr.replace("$instance", instance)))
+        (where, for_promtool(expr.replace("$instance", instance).replace("$serve", serve)))
         for where, expr in promql_expressions()
         if "offset" not in expr
     ]
@@ -67,24 +70,46 @@ def test_prometheus_scrapes_the_daemon_during_a_run_and_every_dashboard_expressi
     daemon: Daemon, prometheus: StartPrometheus
 ) -> None:
     daemon.start()
+    serve_port = free_port()
     scrape = {"job_name": "retraind", "scrape_interval": "1s",
               "static_configs": [{"targets": [f"127.0.0.1:{daemon.metrics_port}"]}]}  # fmt: skip
-    prom = prometheus([scrape], rule_files=(ROOT / "prometheus/rules/retraind.rules.yml",))
+    scrape_serve = {"job_name": "retraind-serve", "scrape_interval": "1s",
+                    "static_configs": [{"targets": [f"127.0.0.1:{serve_port}"]}]}  # fmt: skip
+    prom = prometheus([scrape, scrape_serve], rule_files=(ROOT / "prometheus/rules/retraind.rules.yml",))
     prom.wait_for('retraind_build_info{job="retraind"}', 30)
     shutil.copy(ROOT / "data/sample.csv", daemon.data / "drop.csv")
     daemon.wait_log(lambda e: e.get("event") == "stage_started" and e.get("stage") == "train", 180)
     prom.wait_for("retraind_queue_depth", 30)  # scraped while the pipeline runs
     daemon.wait_runs(1, 240)
     prom.wait_for('retraind_runs_total{outcome="succeeded"} > 0', 30)
-    time.sleep(3)  # a few more scrapes, so rate() has two points after the run
-    expressions = dashboard_promql(f"127.0.0.1:{daemon.metrics_port}")
-    assert expressions
-    for title, expr in expressions:
-        result = prom.query(expr)
-        assert result, f"panel {title!r}: no data for {expr}"
-        if "stage" in expr and "by" in expr and "stage" in expr.split("by", 1)[1]:
-            stages = {r["metric"].get("stage") for r in result}
-            assert set(STAGES) <= stages, f"panel {title!r}: stages {stages} for {expr}"
+    # retraind serve on the champion the run registered, answering a few requests
+    serving = JsonLines()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RETRAIND_", "MLFLOW_"))}
+    env["RETRAIND_CONFIG"] = str(daemon.home / "retraind.toml")
+    serving.follow(
+        [RETRAIND, "serve", "--json", "--state-dir", str(daemon.state), "--port", str(serve_port)], env
+    )
+    try:
+        serving.wait_log(lambda e: e.get("event") == "serve_switched", 300)
+        for texts in (["good"], ["bad", "meh"], ["fine"]):
+            body = json.dumps({"texts": texts}).encode()
+            request = urllib.request.Request(f"http://127.0.0.1:{serve_port}/predict", body)
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                assert answer.status == 200
+        prom.wait_for('retraind_serve_requests_total{job="retraind-serve", code="200"} > 0', 30)
+        time.sleep(3)  # a few more scrapes, so rate() has two points after the run and the requests
+        expressions = dashboard_promql(f"127.0.0.1:{daemon.metrics_port}", f"127.0.0.1:{serve_port}")
+        assert sum("retraind_serve" in e for _, e in expressions) >= 6
+        for title, expr in expressions:
+            result = prom.query(expr)
+            assert result, f"panel {title!r}: no data for {expr}"
+            if "stage" in expr and "by" in expr and "stage" in expr.split("by", 1)[1]:
+                stages = {r["metric"].get("stage") for r in result}
+                assert set(STAGES) <= stages, f"panel {title!r}: stages {stages} for {expr}"
+    finally:
+        assert serving.proc is not None
+        serving.proc.terminate()
+        assert serving.proc.wait(60) == 0
 
 
 @pytest.fixture(scope="module")

@@ -101,7 +101,7 @@ def serving(lab: Lab) -> Iterator[Serving]:
     yield server
     assert server.stop() == 0, server.lines[-5:]
     left = subprocess.run(
-        ["podman", "ps", "-aq", "--filter=label=io.retraind.serve"],
+        ["podman", "ps", "-aq", f"--filter=label=io.retraind.serve.address=127.0.0.1:{server.port}"],
         capture_output=True,
         text=True,
         check=True,
@@ -186,8 +186,8 @@ def test_the_champion_answers_mlflow_s_three_shapes_and_predict_as_the_registere
     assert (status, health["status"], health["model_version"]) == (200, "ready", "1")
     assert request(serving.url, "GET", "/version")[1]["model_version"] == "1"
     # its own image: the one the champion's run recorded; rootless, no network, read-only, no capabilities
-    ps = subprocess.run(["podman", "ps", "-q", "--filter=label=io.retraind.serve=1"],
-                        capture_output=True, text=True, check=True)  # fmt: skip
+    mine = f"--filter=label=io.retraind.serve.address=127.0.0.1:{serving.port}"
+    ps = subprocess.run(["podman", "ps", "-q", mine], capture_output=True, text=True, check=True)
     (container,) = ps.stdout.split()
     inspect = subprocess.run(["podman", "inspect", container], capture_output=True, text=True, check=True)
     (info,) = json.loads(inspect.stdout)
@@ -205,12 +205,12 @@ def test_the_champion_answers_mlflow_s_three_shapes_and_predict_as_the_registere
 
 
 def metric(url: str, line_start: str) -> float:
+    """The sum of the /metrics samples whose line starts so (one series, or all of a metric's)."""
     conn = http.client.HTTPConnection(url.removeprefix("http://"), timeout=30)
     conn.request("GET", "/metrics")
     text = conn.getresponse().read().decode()
     conn.close()
-    found = [ln for ln in text.splitlines() if ln.startswith(line_start)]
-    return float(found[0].rsplit(" ", 1)[1]) if found else 0.0
+    return sum(float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines() if ln.startswith(line_start))
 
 
 BAD_INPUTS = [

@@ -4,6 +4,9 @@ bad input a clear 4xx, never an exception of another kind."""
 from __future__ import annotations
 
 import json
+import shutil
+import socket
+from pathlib import Path
 
 import pytest
 
@@ -105,3 +108,21 @@ def test_a_version_that_failed_to_start_waits_for_the_retry_time_or_another_vers
     assert policy.should_start(v2, "1", 310.0)
     policy.started()
     assert policy.failed_version is None
+
+
+def test_a_socket_under_a_deep_state_directory_gets_a_short_path_the_work_directory_links(
+    tmp_path: Path,
+) -> None:
+    from daemon.engine.serving import SUN_PATH_MAX, socket_dir
+
+    shallow = tmp_path / "v1"
+    shallow.mkdir()
+    assert socket_dir(shallow) == shallow / "socket"
+    deep = tmp_path / ("d" * 60) / ("e" * 60) / "v2"
+    deep.mkdir(parents=True)
+    short = socket_dir(deep)
+    assert len(str(short / "backend.sock")) <= SUN_PATH_MAX and (short.stat().st_mode & 0o777) == 0o700
+    assert (deep / "socket").resolve() == short.resolve()
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(short / "backend.sock"))  # what the model process does, through the bind mount
+    shutil.rmtree(short)
