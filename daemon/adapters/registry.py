@@ -260,8 +260,15 @@ class MlflowRegistry:
     def champion(self, name: str) -> Served | None:
         """The version behind alias champion and what serving it needs: its run and the image that
         run was built with (None: no champion yet)."""
+        return self._served(name, CHAMPION)
+
+    def challenger(self, name: str) -> Served | None:
+        """The version behind alias challenger (the last that failed the gate), as champion()."""
+        return self._served(name, CHALLENGER)
+
+    def _served(self, name: str, alias: str) -> Served | None:
         with self._boundary() as client:
-            version = _alias(client, name, CHAMPION)
+            version = _alias(client, name, alias)
             if version is None:
                 return None
             mv = client.get_model_version(name, version)

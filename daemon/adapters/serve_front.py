@@ -9,6 +9,7 @@ nothing. `/metrics` is the front's own: requests, latency and errors by version 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,8 @@ from daemon.core.scoring import MAX_BODY_BYTES
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # as daemon/engine/metrics.py: no *_created
 ENDPOINTS = ("/predict", "/invocations", "/health", "/ping", "/version")
+SCORING = ("/predict", "/invocations")  # what the shadow gets a copy of
+SHADOW_IN_FLIGHT = 32  # copies the shadow may be behind before more are dropped
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 FORWARDED_HEADERS = ("Content-Type", "Accept")
 
@@ -54,6 +57,22 @@ class ServeMetrics:
                              "(switched, failed).", ["outcome"], registry=r)  # fmt: skip
         for outcome in ("switched", "failed"):
             self.swaps.labels(outcome)
+        # The shadow (serve_shadow): the challenger, given a copy of each scoring request
+        self.shadow_texts = Counter("retraind_serve_shadow_texts", "Texts the shadow version scored, by "
+                                    "whether its label agreed with the served version's.",
+                                    ["version", "outcome"], registry=r)  # fmt: skip
+        self.shadow_agreement = Gauge("retraind_serve_shadow_agreement_ratio", "Share of texts on which "
+                                      "the shadow version agreed with the served one, since it started.",
+                                      ["version"], registry=r)  # fmt: skip
+        self.shadow_latency = Histogram("retraind_serve_shadow_request_duration_seconds", "Time the shadow "
+                                        "version took to answer its copy.", ["version", "endpoint"],
+                                        buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
+        self.shadow_errors = Counter("retraind_serve_shadow_errors", "Copies the shadow version failed to "
+                                     "answer.", ["version"], registry=r)  # fmt: skip
+        self.shadow_dropped = Counter("retraind_serve_shadow_dropped", "Copies not sent: the shadow version "
+                                      "was SHADOW_IN_FLIGHT copies behind.", registry=r)  # fmt: skip
+        self.shadowing_version = Gauge("retraind_serve_shadow_version_info", "1 for the version in shadow.",
+                                       ["version"], registry=r)  # fmt: skip
 
     def serving(self, version: str, previous: str | None = None) -> None:
         """`version` serves from now on: its series start at 0 (rate() misses the first increment of
@@ -66,6 +85,19 @@ class ServeMetrics:
             self.served.remove(previous)
         self.served.labels(version).set(1)
         self.up.set(1)
+
+    def shadowing(self, version: str | None, previous: str | None = None) -> None:
+        """`version` is in shadow from now on (None: nothing is); its series start at 0."""
+        if previous is not None and previous != version:
+            self.shadowing_version.remove(previous)
+        if version is None:
+            return
+        for outcome in ("agreed", "disagreed"):
+            self.shadow_texts.labels(version, outcome)
+        for endpoint in SCORING:
+            self.shadow_latency.labels(version, endpoint)
+        self.shadow_errors.labels(version)
+        self.shadowing_version.labels(version).set(1)
 
 
 @dataclass
@@ -101,6 +133,9 @@ class Front:
             clock,
         )
         self.current: Backend | None = None
+        self.shadow: Backend | None = None
+        self._agreement: dict[str, list[int]] = {}  # shadow version -> [agreed, scored]
+        self._mirrors: set[asyncio.Task[None]] = set()
         self.loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -139,6 +174,11 @@ class Front:
         what it was given)."""
         return asyncio.run_coroutine_threadsafe(self._switch(backend), self.loop).result(30)
 
+    def set_shadow(self, backend: Backend | None) -> Backend | None:
+        """Give `backend` (None: nobody) a copy of each scoring request from now on; returns the one
+        it replaces."""
+        return asyncio.run_coroutine_threadsafe(self._set_shadow(backend), self.loop).result(30)
+
     def drained(self, backend: Backend, timeout_s: float) -> bool:
         """Wait until nothing forwarded to `backend` is in flight, then close its connections."""
         deadline = time.monotonic() + timeout_s
@@ -151,13 +191,17 @@ class Front:
 
     # -- the loop's side ---------------------------------------------------------------------
     async def _switch(self, backend: Backend) -> Backend | None:
-        backend.session = ClientSession(
-            connector=UnixConnector(path=str(backend.socket), limit=0),
-            timeout=ClientTimeout(total=60),
-            skip_auto_headers=("User-Agent",),
-        )
+        backend.session = _session(backend)
         old, self.current = self.current, backend
         self.metrics.serving(backend.version, old.version if old else None)
+        return old
+
+    async def _set_shadow(self, backend: Backend | None) -> Backend | None:
+        if backend is not None:
+            backend.session = _session(backend)
+            self._agreement[backend.version] = [0, 0]
+        old, self.shadow = self.shadow, backend
+        self.metrics.shadowing(backend.version if backend else None, old.version if old else None)
         return old
 
     async def _listen(self, host: str, port: int) -> None:
@@ -195,6 +239,8 @@ class Front:
                     request.method, f"http://model{request.path_qs}", data=body, headers=headers
                 ) as answer:
                     content = await answer.read()
+                    if answer.status == 200 and endpoint in SCORING and self.shadow is not None:
+                        self._mirror(self.shadow, request, endpoint, body, headers, content)
                     response = web.Response(
                         body=content,
                         status=answer.status,
@@ -209,12 +255,68 @@ class Front:
         finally:
             backend.in_flight -= 1
 
+    def _mirror(self, shadow: Backend, request: web.Request, endpoint: str, body: bytes,
+                headers: dict[str, str], served: bytes) -> None:  # fmt: skip
+        """A copy of the request to the shadow, off the response path: a task of its own."""
+        if shadow.in_flight >= SHADOW_IN_FLIGHT:
+            self.metrics.shadow_dropped.inc()
+            return
+        shadow.in_flight += 1
+        task = self.loop.create_task(self._shadowed(shadow, request.method, request.path_qs, endpoint, body,
+                                                    headers, served))  # fmt: skip
+        self._mirrors.add(task)
+        task.add_done_callback(self._mirrors.discard)
+
+    async def _shadowed(self, shadow: Backend, method: str, path: str, endpoint: str, body: bytes,
+                        headers: dict[str, str], served: bytes) -> None:  # fmt: skip
+        started = self.clock()
+        try:
+            assert shadow.session is not None
+            async with shadow.session.request(method, f"http://model{path}", data=body, headers=headers) as a:
+                content, status = await a.read(), a.status
+        except (TimeoutError, ClientError, OSError, RuntimeError):  # RuntimeError: session closed
+            self.metrics.shadow_errors.labels(shadow.version).inc()
+            return
+        finally:
+            shadow.in_flight -= 1
+        self.metrics.shadow_latency.labels(shadow.version, endpoint).observe(self.clock() - started)
+        if status != 200:
+            self.metrics.shadow_errors.labels(shadow.version).inc()
+            return
+        try:
+            ours, theirs = _labels(served, endpoint), _labels(content, endpoint)
+        except (ValueError, KeyError, TypeError):  # an answer of another shape: not comparable
+            self.metrics.shadow_errors.labels(shadow.version).inc()
+            return
+        agreed = sum(a == b for a, b in zip(ours, theirs, strict=False))
+        self.metrics.shadow_texts.labels(shadow.version, "agreed").inc(agreed)
+        self.metrics.shadow_texts.labels(shadow.version, "disagreed").inc(len(ours) - agreed)
+        counts = self._agreement.setdefault(shadow.version, [0, 0])
+        counts[0] += agreed
+        counts[1] += len(ours)
+        if counts[1]:
+            self.metrics.shadow_agreement.labels(shadow.version).set(counts[0] / counts[1])
+
     def _answered(self, version: str, endpoint: str, started: float, response: web.Response) -> web.Response:
         self.metrics.requests.labels(version, endpoint, str(response.status)).inc()
         self.metrics.latency.labels(version, endpoint).observe(self.clock() - started)
         if response.status >= 500:
             self.metrics.errors.labels(version, endpoint).inc()
         return response
+
+
+def _session(backend: Backend) -> ClientSession:
+    return ClientSession(
+        connector=UnixConnector(path=str(backend.socket), limit=0),
+        timeout=ClientTimeout(total=60),
+        skip_auto_headers=("User-Agent",),
+    )
+
+
+def _labels(content: bytes, endpoint: str) -> list[str]:
+    """The labels of a scoring answer: /predict's per-text label, /invocations' predictions."""
+    predictions = json.loads(content)["predictions"]
+    return [str(p["label"]) if endpoint == "/predict" else str(p) for p in predictions]
 
 
 def _error(status: int, message: str) -> web.Response:

@@ -108,7 +108,8 @@ def render_status(status: dict[str, Any]) -> str:
     if (serve := status.get("serve")) is not None:
         if serve["up"]:
             serving = f"v{serve['serving']}" if serve["serving"] else "nothing yet"
-            lines.append(f"serve: up on {serve['address']}, serving {serving}")
+            shadow = f", v{serve['shadow']} in shadow" if serve.get("shadow") else ""
+            lines.append(f"serve: up on {serve['address']}, serving {serving}{shadow}")
         else:
             last = f" (last served v{serve['serving']})" if serve["serving"] else ""
             lines.append(f"serve: down{last}")

@@ -101,6 +101,7 @@ class Settings:
     serve_retry_s: float = 300.0  # a version that failed to start is tried again after this long
     serve_max_body_bytes: int = 1024 * 1024  # a larger request body is refused (413)
     serve_max_texts: int = 1000  # texts in one request
+    serve_shadow: bool = False  # the challenger gets a copy of each scoring request, off the response path
     # Set by systemd in the unit's environment, not by users
     notify_socket: str = ""
     watchdog_usec: int = 0

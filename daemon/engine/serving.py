@@ -66,6 +66,7 @@ def socket_dir(workdir: Path) -> Path:
 
 class ChampionSource(Protocol):
     def champion(self, name: str) -> Served | None: ...
+    def challenger(self, name: str) -> Served | None: ...
     def download_model(self, served: Served, dest: Path) -> Path: ...
     def recorded_predictions(self, served: Served, dest: Path) -> Path | None: ...
 
@@ -122,6 +123,8 @@ class Server:
         self.root = settings.state_dir / "serve"
         self.policy = FollowPolicy(retry_s=settings.serve_retry_s)
         self.current: tuple[Served, Backend, Path] | None = None
+        self.shadow: tuple[Served, Backend, Path] | None = None  # serve_shadow: the challenger
+        self.shadow_policy = FollowPolicy(retry_s=settings.serve_retry_s)
         self.stopping = threading.Event()
         self.last_failure: str | None = None
 
@@ -143,6 +146,52 @@ class Server:
 
     def step(self) -> bool:
         """One look at the registry; True when a new version now serves."""
+        switched = self._follow_champion()
+        if self.settings.serve_shadow:
+            try:
+                self._follow_challenger()
+            except RetraindError as e:
+                log.warning("serve_challenger_unknown", error=str(e))
+        return switched
+
+    def _follow_challenger(self) -> None:
+        """The challenger in shadow: started through the same checks as a champion, replaced when
+        the alias moves, stopped when there is none (or it is the version serving)."""
+        challenger = self.source.challenger(self.settings.model_name)
+        serving = self.current[0].version if self.current else None
+        wanted = challenger if challenger is not None and challenger.version != serving else None
+        shadowing = self.shadow[0].version if self.shadow else None
+        if wanted is None:
+            if self.shadow is not None:
+                self._end_shadow(self.front.set_shadow(None))
+            return
+        if not self.shadow_policy.should_start(wanted, shadowing, self.clock()):
+            return
+        workdir = self.root / f"shadow-v{wanted.version}-{secrets.token_hex(3)}"
+        name = f"retraind-serve-{self.settings.model_name}-shadow-v{wanted.version}-{workdir.name[-6:]}"
+        try:
+            backend = self._start(wanted, workdir, name)
+        except Exception as e:  # the served version is not affected
+            self._remove(name, workdir)
+            self.shadow_policy.failed(wanted.version, self.clock())
+            log.error("serve_shadow_failed", version=wanted.version, error=str(e))
+            return
+        self.shadow_policy.started()
+        self._end_shadow(self.front.set_shadow(backend))
+        self.shadow = (wanted, backend, workdir)
+        log.info("serve_shadow_started", version=wanted.version, serving=serving)
+        self._write_status()
+
+    def _end_shadow(self, old: Backend | None) -> None:
+        if old is None or self.shadow is None:
+            return
+        self.front.drained(old, 5.0)
+        self._remove(old.container, self.shadow[2])
+        log.info("serve_shadow_stopped", version=old.version)
+        self.shadow = None
+        self._write_status()
+
+    def _follow_champion(self) -> bool:
         champion = self.source.champion(self.settings.model_name)
         serving = self.current[0].version if self.current else None
         if not self.policy.should_start(champion, serving, self.clock()):
@@ -168,6 +217,10 @@ class Server:
     def shutdown(self) -> None:
         """Stop serving: the front first (no new requests), then the version's container."""
         self.front.stop()
+        if self.shadow is not None:
+            _, backend, workdir = self.shadow
+            self._remove(backend.container, workdir)
+            self.shadow = None
         if self.current is not None:
             _, backend, workdir = self.current
             self._remove(backend.container, workdir)
@@ -334,5 +387,6 @@ class Server:
             pid=os.getpid(),
             last_failure=self.last_failure,
             failed_version=self.policy.failed_version,
+            shadow=self.shadow[0].version if self.shadow else None,
         )
         write_status(self.settings.state_dir, status)

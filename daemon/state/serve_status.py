@@ -19,6 +19,7 @@ class ServeStatus:
     pid: int
     last_failure: str | None = None  # why the last version it tried was not switched to
     failed_version: str | None = None
+    shadow: str | None = None  # the challenger scoring copies (serve_shadow)
     updated_at: float = 0.0
 
 

@@ -59,10 +59,13 @@ class JsonLines:
             except ValueError:
                 self.lines.append({"event": "non_json", "text": line.rstrip()})
 
-    def wait_log(self, match: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
+    def wait_log(
+        self, match: Callable[[dict[str, Any]], bool], timeout: float, since: int = 0
+    ) -> dict[str, Any]:
+        """The first line that matches, from line `since` on (len(lines) before an action: its effect)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = next((e for e in list(self.lines) if match(e)), None)
+            found = next((e for e in list(self.lines)[since:] if match(e)), None)
             if found is not None:
                 return found
             if self.proc is not None and self.proc.poll() is not None:

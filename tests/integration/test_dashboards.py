@@ -81,6 +81,15 @@ SERVE_CONTRACT: dict[str, tuple[str, dict[str, frozenset[str] | None]]] = {
     "retraind_serve_version_info": ("gauge", {"version": None}),
     "retraind_serve_up": ("gauge", {}),
     "retraind_serve_swaps_total": ("counter", {"outcome": frozenset({"switched", "failed"})}),
+    "retraind_serve_shadow_texts_total": (
+        "counter",
+        {"version": None, "outcome": frozenset({"agreed", "disagreed"})},
+    ),
+    "retraind_serve_shadow_agreement_ratio": ("gauge", {"version": None}),
+    "retraind_serve_shadow_request_duration_seconds": ("histogram", {"version": None, "endpoint": ENDPOINTS}),
+    "retraind_serve_shadow_errors_total": ("counter", {"version": None}),
+    "retraind_serve_shadow_dropped_total": ("counter", {}),
+    "retraind_serve_shadow_version_info": ("gauge", {"version": None}),
 }
 CONTRACT = DAEMON_CONTRACT | SERVE_CONTRACT
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
@@ -559,6 +568,8 @@ def test_serve_registry_labels_match_the_contract() -> None:
     m.errors.labels("3", "/invocations").inc()
     m.served.labels("3").set(1)
     m.up.set(1)
+    m.shadowing("4")
+    m.shadow_agreement.labels("4").set(0.9)
     seen: dict[str, set[str]] = {}
     for family in registry.collect():
         name = f"{family.name}_total" if family.type == "counter" else family.name

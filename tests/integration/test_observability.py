@@ -18,7 +18,7 @@ import pytest
 from daemon.engine.metrics import STAGES
 from tests.conftest import ROOT
 from tests.integration.conftest import committed_copy, make_settings
-from tests.integration.daemon_harness import RETRAIND, Daemon, JsonLines
+from tests.integration.daemon_harness import RETRAIND, Daemon, JsonLines, run_cli
 from tests.integration.services import MlflowServer, Postgres, StartPrometheus, free_port
 from tests.integration.test_dashboards import (
     expand_sql_macros,
@@ -82,21 +82,30 @@ def test_prometheus_scrapes_the_daemon_during_a_run_and_every_dashboard_expressi
     prom.wait_for("retraind_queue_depth", 30)  # scraped while the pipeline runs
     daemon.wait_runs(1, 240)
     prom.wait_for('retraind_runs_total{outcome="succeeded"} > 0', 30)
-    # retraind serve on the champion the run registered, answering a few requests
+    # a challenger (a retraining below the floor), then retraind serve on the champion the daemon's
+    # run registered, with the challenger in shadow, answering a few requests
+    flags = ["--repo", str(daemon.repo), "--data-dir", str(daemon.data), "--state-dir", str(daemon.state)]
+    config = {"RETRAIND_CONFIG": str(daemon.home / "retraind.toml")}
+    code, _, output = run_cli(
+        "run", "--json", "--force", *flags, env={**config, "RETRAIND_PROMOTION_FLOOR": "0.99"}
+    )
+    assert code == 0, output
     serving = JsonLines()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RETRAIND_", "MLFLOW_"))}
-    env["RETRAIND_CONFIG"] = str(daemon.home / "retraind.toml")
+    env.update(config, RETRAIND_SERVE_SHADOW="true")
     serving.follow(
         [RETRAIND, "serve", "--json", "--state-dir", str(daemon.state), "--port", str(serve_port)], env
     )
     try:
         serving.wait_log(lambda e: e.get("event") == "serve_switched", 300)
+        serving.wait_log(lambda e: e.get("event") == "serve_shadow_started", 120)
         for texts in (["good"], ["bad", "meh"], ["fine"]):
             body = json.dumps({"texts": texts}).encode()
             request = urllib.request.Request(f"http://127.0.0.1:{serve_port}/predict", body)
             with urllib.request.urlopen(request, timeout=30) as answer:
                 assert answer.status == 200
         prom.wait_for('retraind_serve_requests_total{job="retraind-serve", code="200"} > 0', 30)
+        prom.wait_for('retraind_serve_shadow_texts_total{job="retraind-serve"} > 0', 30)
         time.sleep(3)  # a few more scrapes, so rate() has two points after the run and the requests
         expressions = dashboard_promql(f"127.0.0.1:{daemon.metrics_port}", f"127.0.0.1:{serve_port}")
         assert sum("retraind_serve" in e for _, e in expressions) >= 6

@@ -42,9 +42,9 @@ class Lab:
     def tracking(self) -> str:
         return f"sqlite:///{self.state / 'mlflow.db'}"
 
-    def retraind(self, *argv: str) -> tuple[int, list[dict[str, Any]], str]:
+    def retraind(self, *argv: str, **env: str) -> tuple[int, list[dict[str, Any]], str]:
         flags = ("--repo", str(self.repo), "--data-dir", str(self.data), "--state-dir", str(self.state))
-        return run_cli(*argv, *flags, env={"RETRAIND_CONFIG": str(self.home / "retraind.toml")})
+        return run_cli(*argv, *flags, env={"RETRAIND_CONFIG": str(self.home / "retraind.toml"), **env})
 
 
 @pytest.fixture(scope="module")
@@ -319,6 +319,44 @@ def test_the_served_version_follows_gate_promote_and_rollback_with_no_failed_req
     assert [e["version"] for e in drained] == ["1", "2", "1"] and all(e["drained"] for e in drained)
 
 
+def test_with_serve_shadow_the_challenger_scores_a_copy_of_each_request_off_the_response_path(
+    lab: Lab,
+) -> None:
+    code, lines, output = lab.retraind("run", "--json", "--force", RETRAIND_PROMOTION_FLOOR="0.99")
+    assert code == 0 and finished(lines)["champion"] is False, output  # below the floor: challenger
+    challenger = finished(lines)["model_version"]
+    models = lab.retraind("models", "--json")[1][0]["versions"]
+    champion = next(v["version"] for v in models if "champion" in v["aliases"])
+    assert next(v for v in models if v["version"] == challenger)["aliases"] == ["challenger"]
+    serving = Serving(lab, RETRAIND_SERVE_SHADOW="true")
+    try:
+        serving.wait_serving(champion, READY_DEADLINE_S)
+        serving.wait_log(
+            lambda e: e.get("event") == "serve_shadow_started" and e["version"] == challenger, 120
+        )
+        texts = sample_texts(10)
+        for _ in range(5):
+            status, answer, _ = post(serving.url, "/predict", {"texts": texts})
+            assert status == 200 and answer["model_version"] == champion  # the champion answers
+            status, answer, _ = post(serving.url, "/invocations", {"inputs": texts})
+            assert status == 200 and len(answer["predictions"]) == len(texts)
+        scored = f'retraind_serve_shadow_texts_total{{outcome="agreed",version="{challenger}"}}'
+        deadline = time.monotonic() + 30  # the copies are scored after the answers went out
+        while metric(serving.url, scored) + metric(serving.url, scored.replace("agreed", "disagreed")) < 100:
+            assert time.monotonic() < deadline, serving.lines[-5:]
+            time.sleep(0.1)
+        ratio = metric(serving.url, f'retraind_serve_shadow_agreement_ratio{{version="{challenger}"}}')
+        assert 0.0 <= ratio <= 1.0 and ratio == metric(serving.url, scored) / 100
+        assert metric(serving.url, "retraind_serve_shadow_errors_total") == 0
+        count = "retraind_serve_shadow_request_duration_seconds_count"
+        assert metric(serving.url, f'{count}{{endpoint="/predict",version="{challenger}"}}') == 5
+        shown = lab.retraind("status", "--json")[1][0]["serve"]
+        assert (shown["serving"], shown["shadow"]) == (champion, challenger)
+    finally:
+        assert serving.stop() == 0, serving.lines[-5:]
+    assert any(e.get("event") == "serve_shadow_started" for e in serving.lines)
+
+
 def test_a_champion_whose_image_is_missing_is_not_served_and_the_old_one_keeps_answering(
     lab: Lab, serving: Serving
 ) -> None:
@@ -333,9 +371,10 @@ def test_a_champion_whose_image_is_missing_is_not_served_and_the_old_one_keeps_a
     serving.wait_serving(serving_now, READY_DEADLINE_S)
     client = MlflowClient(lab.tracking, registry_uri=lab.tracking)
     client.set_tag(other["mlflow_run_id"], IMAGE_TAG, "sha256:" + "0" * 64)  # an image this machine lacks
+    since = len(serving.lines)
     code, _, output = lab.retraind("promote", other["version"], "--reason", "image gone", "--json")
     assert code == 0, output
-    failed = serving.wait_log(lambda e: e.get("event") == "serve_switch_failed", SWITCH_DEADLINE_S)
+    failed = serving.wait_log(lambda e: e.get("event") == "serve_switch_failed", SWITCH_DEADLINE_S, since)
     assert failed["version"] == other["version"] and "not in this machine's podman store" in failed["error"]
     status, answer, _ = post(serving.url, "/predict", {"texts": ["still the old one?"]})
     assert status == 200 and answer["model_version"] == serving_now
@@ -362,9 +401,10 @@ def test_a_champion_whose_model_fails_to_load_is_not_served_and_its_error_is_sho
 
     client = MlflowClient(lab.tracking, registry_uri=lab.tracking)  # every version here has one image:
     client.set_tag(victim["mlflow_run_id"], IMAGE_TAG, finished(lines)["image_id"])  # (the test above hid it)
+    since = len(serving.lines)
     assert lab.retraind("promote", victim["version"], "--reason", "broken model", "--json")[0] == 0
     failed = serving.wait_log(
-        lambda e: e.get("event") == "serve_switch_failed" and e["version"] == victim["version"], 120
+        lambda e: e.get("event") == "serve_switch_failed" and e["version"] == victim["version"], 120, since
     )
     assert "the model process exited" in failed["error"] and "UnpicklingError" in failed["error"]
     status, answer, _ = post(serving.url, "/predict", {"texts": ["who answers?"]})
@@ -386,9 +426,10 @@ def test_a_champion_that_predicts_otherwise_than_its_registered_run_is_not_serve
     )
     client = MlflowClient(lab.tracking, registry_uri=lab.tracking)
     client.set_tag(victim["mlflow_run_id"], PREDICTIONS_TAG, "0" * 64)  # as if it had predicted otherwise
+    since = len(serving.lines)
     assert lab.retraind("promote", victim["version"], "--reason", "drifted", "--json")[0] == 0
     failed = serving.wait_log(
-        lambda e: e.get("event") == "serve_switch_failed" and e["version"] == victim["version"], 120
+        lambda e: e.get("event") == "serve_switch_failed" and e["version"] == victim["version"], 120, since
     )
     assert "predicts differently from its registered run" in failed["error"]
     assert post(serving.url, "/predict", {"texts": ["who answers?"]})[1]["model_version"] == newest

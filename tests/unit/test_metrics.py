@@ -159,7 +159,9 @@ def test_every_series_the_dashboards_and_alerts_select_exists_from_the_start() -
 
     registry = CollectorRegistry()
     Metrics(registry)
-    ServeMetrics(registry).serving("1")  # a version's series start when it starts serving
+    serve = ServeMetrics(registry)
+    serve.serving("1")  # a version's series start when it starts serving,
+    serve.shadowing("2")  # and a challenger's when it goes into shadow
     fresh = [(s.name, s.labels, s.value) for mf in registry.collect() for s in mf.samples]
     checked = 0
     for where, expr in promql_expressions() + rule_expressions():
