@@ -169,13 +169,7 @@ def _collect_quietly(settings: Settings, journal: Journal, metrics: Metrics) -> 
     registered = bool(last) and last[0].champion is not None  # the register stage ran, not from the cache
     done = collect_garbage(settings, journal, ask_registry=registered)
     metrics.state_bytes.set(tree_bytes(settings.state_dir))
-    if done.runs or done.objects:
-        structlog.get_logger().info(
-            "gc_finished",
-            runs_removed=len(done.runs),
-            objects_removed=len(done.objects),
-            freed_bytes=done.freed_bytes,
-        )
+    _log_collected(done)
 
 
 def collect_after_run(settings: Settings, journal: Journal, outcome: PipelineOutcome) -> None:
@@ -186,10 +180,15 @@ def collect_after_run(settings: Settings, journal: Journal, outcome: PipelineOut
     except (RetraindError, OSError) as e:
         structlog.get_logger().warning("gc_failed", run_id=outcome.run_id, error=str(e))
         return
+    _log_collected(done, run_id=outcome.run_id)
+
+
+def _log_collected(done: Collected, **fields: str) -> None:
+    """One gc_finished line when gc removed anything."""
     if done.runs or done.objects:
         structlog.get_logger().info(
             "gc_finished",
-            run_id=outcome.run_id,
+            **fields,
             runs_removed=len(done.runs),
             objects_removed=len(done.objects),
             freed_bytes=done.freed_bytes,

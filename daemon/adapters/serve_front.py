@@ -109,6 +109,8 @@ class Backend:
     container: str = ""
     in_flight: int = 0
     session: ClientSession | None = field(default=None, repr=False)
+    agreed: int = 0  # in shadow: texts scored as the served version scored them,
+    scored: int = 0  # ... of these
 
 
 def endpoint_of(path: str) -> str:
@@ -134,7 +136,6 @@ class Front:
         )
         self.current: Backend | None = None
         self.shadow: Backend | None = None
-        self._agreement: dict[str, list[int]] = {}  # shadow version -> [agreed, scored]
         self._mirrors: set[asyncio.Task[None]] = set()
         self.loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
@@ -199,7 +200,6 @@ class Front:
     async def _set_shadow(self, backend: Backend | None) -> Backend | None:
         if backend is not None:
             backend.session = _session(backend)
-            self._agreement[backend.version] = [0, 0]
         old, self.shadow = self.shadow, backend
         self.metrics.shadowing(backend.version if backend else None, old.version if old else None)
         return old
@@ -225,12 +225,12 @@ class Front:
             return self._answered("none", endpoint, started, _error(503, "no model version is serving yet"))
         backend.in_flight += 1
         try:
-            if request.content_length is not None and request.content_length > self.max_body_bytes:
-                response = _error(413, f"body over the {self.max_body_bytes}-byte limit")
-                return self._answered(backend.version, endpoint, started, response)
+            too_large = request.content_length is not None and request.content_length > self.max_body_bytes
             try:
-                body = await request.read()
+                body = b"" if too_large else await request.read()
             except web.HTTPRequestEntityTooLarge:
+                too_large = True
+            if too_large:
                 response = _error(413, f"body over the {self.max_body_bytes}-byte limit")
                 return self._answered(backend.version, endpoint, started, response)
             headers = {h: request.headers[h] for h in FORWARDED_HEADERS if h in request.headers}
@@ -291,11 +291,9 @@ class Front:
         agreed = sum(a == b for a, b in zip(ours, theirs, strict=False))
         self.metrics.shadow_texts.labels(shadow.version, "agreed").inc(agreed)
         self.metrics.shadow_texts.labels(shadow.version, "disagreed").inc(len(ours) - agreed)
-        counts = self._agreement.setdefault(shadow.version, [0, 0])
-        counts[0] += agreed
-        counts[1] += len(ours)
-        if counts[1]:
-            self.metrics.shadow_agreement.labels(shadow.version).set(counts[0] / counts[1])
+        shadow.agreed, shadow.scored = shadow.agreed + agreed, shadow.scored + len(ours)
+        if shadow.scored:
+            self.metrics.shadow_agreement.labels(shadow.version).set(shadow.agreed / shadow.scored)
 
     def _answered(self, version: str, endpoint: str, started: float, response: web.Response) -> web.Response:
         self.metrics.requests.labels(version, endpoint, str(response.status)).inc()

@@ -167,12 +167,9 @@ class Server:
             return
         if not self.shadow_policy.should_start(wanted, shadowing, self.clock()):
             return
-        workdir = self.root / f"shadow-v{wanted.version}-{secrets.token_hex(3)}"
-        name = f"retraind-serve-{self.settings.model_name}-shadow-v{wanted.version}-{workdir.name[-6:]}"
         try:
-            backend = self._start(wanted, workdir, name)
+            backend, workdir = self._launch(wanted, "shadow-")
         except Exception as e:  # the served version is not affected
-            self._remove(name, workdir)
             self.shadow_policy.failed(wanted.version, self.clock())
             log.error("serve_shadow_failed", version=wanted.version, error=str(e))
             return
@@ -229,14 +226,19 @@ class Server:
         self._write_status()
 
     # -- one switch --------------------------------------------------------------------------
-    def switch_to(self, served: Served) -> None:
-        workdir = self.root / f"v{served.version}-{secrets.token_hex(3)}"
-        name = f"retraind-serve-{self.settings.model_name}-v{served.version}-{workdir.name[-6:]}"
+    def _launch(self, served: Served, role: str = "") -> tuple[Backend, Path]:
+        """The version started and checked in a work directory of its own (role "shadow-" for the
+        challenger); whatever fails, nothing of it stays."""
+        workdir = self.root / f"{role}v{served.version}-{secrets.token_hex(3)}"
+        name = f"retraind-serve-{self.settings.model_name}-{role}v{served.version}-{workdir.name[-6:]}"
         try:
-            backend = self._start(served, workdir, name)
-        except BaseException:  # failed its checks, a bug, or stopped meanwhile: nothing of it stays
+            return self._start(served, workdir, name), workdir
+        except BaseException:  # failed its checks, a bug, or stopped meanwhile
             self._remove(name, workdir)
             raise
+
+    def switch_to(self, served: Served) -> None:
+        backend, workdir = self._launch(served)
         old = self.front.switch(backend)
         previous = self.current
         self.current = (served, backend, workdir)
