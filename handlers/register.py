@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import platform
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from daemon import __version__
 from daemon.core.cachekeys import stage_key
 from daemon.core.environment import SHA256_TAG, environment_document, this_host
 from daemon.core.errors import RetraindError, TrackingError
+from daemon.core.promotion import F1_METRIC
 from daemon.core.records import (
     COMMIT_TAG,
     DIRTY_TAG,
@@ -25,10 +27,13 @@ from daemon.core.records import (
     RunRecord,
 )
 from daemon.core.registration import KEY_TAG, registered
+from daemon.core.report import PREDICTIONS
 from daemon.core.stages import REGISTER, Ports, RunContext, StageResult
 from handlers.base import blas_env
 
 NAME = REGISTER
+AGREE = 1e-9  # recomputed and recorded figures agree within this
+WEIGHTED = ("precision_weighted", "recall_weighted", F1_METRIC)  # train.py's metric names
 # train.py's identity.json keys -> the run tags that carry them (`retraind reproduce` compares these)
 
 
@@ -98,6 +103,93 @@ def failure_record(ctx: RunContext, stage: str, error: RetraindError) -> RunReco
     return RunRecord(ctx.settings.experiment, ctx.run_id, "FAILED", stage_params(ctx), {}, tags, dirs)
 
 
+def class_figures(predictions: Path, labels: Sequence[str], metrics: Mapping[str, float]) -> dict[str, Any]:
+    """Per-class precision, recall, F1 and support, and the confusion matrix (rows the true label,
+    columns the predicted one), recomputed on the host from the test split train.py recorded, with
+    the weighted figures and the accuracy checked against those of the recorded metrics it has.
+    Empty when it recorded none, or none that can be read (`problem` says why): the version is
+    registered either way."""
+    none: dict[str, Any] = {"per_class": [], "confusion_matrix": [], "test_rows": None, "recomputed": None}
+    if not predictions.is_file():
+        return none | {"problem": f"the run recorded no {PREDICTIONS}"}
+    try:
+        truth, predicted = _recorded_split(predictions)
+        return _scored(truth, predicted, list(labels), metrics)
+    except (ValueError, KeyError, TypeError) as e:  # not as train.py writes it: JSON, the two columns
+        return none | {"problem": f"{PREDICTIONS} cannot be scored: {type(e).__name__}: {e}"[:500]}
+
+
+def _recorded_split(predictions: Path) -> tuple[list[str], list[str]]:
+    """The true and the predicted label of each test row. Split on "\n" alone: pandas writes
+    U+2028, U+0085 and the like unescaped inside a text."""
+    lines = predictions.read_text(encoding="utf-8").split("\n")
+    rows = [json.loads(line) for line in lines if line.strip()]
+    return [str(r["sentiment"]) for r in rows], [str(r["predicted"]) for r in rows]
+
+
+def _scored(
+    truth: list[str], predicted: list[str], labels: list[str], metrics: Mapping[str, float]
+) -> dict[str, Any]:
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    precision, recall, f1, support = precision_recall_fscore_support(
+        truth, predicted, labels=labels, zero_division=0
+    )
+    per_class = [
+        {"label": label, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+        for label, p, r, f, n in zip(labels, precision, recall, f1, support, strict=True)
+    ]
+    weighted = precision_recall_fscore_support(
+        truth, predicted, labels=labels, average="weighted", zero_division=0
+    )
+    recomputed = dict(zip(WEIGHTED, map(float, weighted[:3]), strict=True))
+    recomputed["accuracy"] = float(accuracy_score(truth, predicted))
+    agrees = F1_METRIC in metrics and all(
+        abs(metrics[k] - v) <= AGREE for k, v in recomputed.items() if k in metrics
+    )
+    return {
+        "per_class": per_class,
+        "confusion_matrix": confusion_matrix(truth, predicted, labels=labels).tolist(),
+        "test_rows": len(truth),
+        "recomputed": recomputed | {"agrees": agrees},
+        "problem": None,
+    }
+
+
+def data_summary(report: Mapping[str, Any]) -> dict[str, Any]:
+    """What the data gate saw of the drop (scripts/check-data.js's report), and its warnings."""
+    drift = report.get("drift") or {}
+    figures = ("rows", "empty_after_cleaning", "latin1_rows", "duplicate_rows", "conflicting_rows")
+    return {k: report.get(k) for k in figures} | {
+        "files": [str(name) for name in report.get("files", [])],
+        "label_counts": dict(report.get("label_counts", {})),
+        "label_psi": drift.get("label_psi"),
+        "length_psi": drift.get("length_psi"),
+    }
+
+
+def report_figures(ctx: RunContext, train_dir: Path, record: RunRecord) -> dict[str, Any]:
+    """The report's figures that need no champion; the tracker adds the comparison (core/report.py)."""
+    validate = ctx.results["validate"].outputs if "validate" in ctx.results else {}
+    data_report: Mapping[str, Any] = validate.get("data_report") or {}
+    labels = list(ctx.settings.labels)
+    return {
+        "run": {
+            "retraind_run_id": ctx.run_id,
+            "experiment": record.experiment,
+            "trigger": ctx.trigger,
+            "commit": ctx.git.commit,
+            "subject": ctx.git.subject,
+        },
+        "metrics": dict(record.metrics),
+        "labels": labels,
+        **class_figures(train_dir / "artifacts" / PREDICTIONS, labels, record.metrics),
+        "data": data_summary(data_report),
+        "warnings": [str(w.get("message", w)) for w in data_report.get("warnings", [])],
+        "provenance": {"tags": dict(record.tags), "params": dict(record.params)},
+    }
+
+
 class Register:
     name = NAME
 
@@ -131,6 +223,7 @@ class Register:
             model_dir=train_dir / "model",
             finished_ms=int(time.time() * 1000),
         )
+        record = replace(record, report=report_figures(ctx, train_dir, record))  # of what it records
         try:
             reg = ports.tracker.record(record, ctx.settings.model_name)
         except TrackingError as e:

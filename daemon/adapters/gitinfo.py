@@ -39,6 +39,12 @@ def _write_tree(repo: pygit2.Repository, tree: pygit2.Tree, dest: Path, mtime: i
     os.utime(dest, (mtime, mtime))
 
 
+def _subject(commit: pygit2.Commit) -> str:
+    """The message's first line, however the commit encodes it (pygit2 replaces what is not UTF-8)."""
+    lines = commit.message.strip().splitlines()
+    return lines[0][:200] if lines else ""
+
+
 class Pygit2Reader:
     """The real GitReader (daemon/core/inputs.py)."""
 
@@ -79,7 +85,8 @@ class Pygit2Reader:
             branch = "" if repo.head_is_detached else repo.head.shorthand
             flags = repo.status(untracked_files="no")
             dirty = any(f != pygit2.enums.FileStatus.CURRENT for f in flags.values())
-            return GitInfo(str(repo.head.target), branch, dirty, Path(repo.workdir))
+            head = repo.head.peel(pygit2.Commit)
+            return GitInfo(str(head.id), branch, dirty, Path(repo.workdir), _subject(head))
         except pygit2.GitError as e:
             raise GitReadError(f"cannot read git repository at {path}: {e}") from e
 
@@ -91,7 +98,7 @@ class Pygit2Reader:
             _write_tree(repo, target.tree, dest, target.commit_time)
         except OSError as e:
             raise InfrastructureError(f"cannot export commit {commit[:12]} to {dest}: {e}") from e
-        return GitInfo(str(target.id), branch, False, dest)
+        return GitInfo(str(target.id), branch, False, dest, _subject(target))
 
     def _commit(self, repo: pygit2.Repository, commit: str) -> pygit2.Commit:
         try:

@@ -12,6 +12,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ from daemon.core.serving import Served
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 REASON_TAG = "retraind.promotion.reason"  # model version tag: why it is, or is not, champion
+# model version tags: the champion the gate measured it against, and that champion's weighted F1
+AGAINST_TAG, AGAINST_F1_TAG = "retraind.promotion.against", "retraind.promotion.against_f1"
 MAX_REASON_CHARS = 1000  # registered-model tag values are limited (5000 characters)
 
 
@@ -171,6 +174,7 @@ def preload_mlflow(tracking_uri: str) -> threading.Thread:
     thread.start()
     return thread
 
+
 TEST_PREDICTIONS = "test_predictions.jsonl"  # scripts/train.py writes it; register logs it at the run's root
 
 
@@ -205,7 +209,12 @@ class MlflowRegistry:
             champion = _alias(client, name, CHAMPION)
             champion_f1 = _f1(client, name, champion) if champion is not None else None
             decision = decide(candidate_f1, champion_f1, policy.tolerance, policy.floor, champion or "")
+            decision = replace(decision, against=champion, against_f1=champion_f1)
             client.set_model_version_tag(name, version, REASON_TAG, decision.reason[:MAX_REASON_CHARS])
+            if champion is not None:  # so that a run sent again reports what it was measured against
+                client.set_model_version_tag(name, version, AGAINST_TAG, champion)
+                if champion_f1 is not None:
+                    client.set_model_version_tag(name, version, AGAINST_F1_TAG, repr(champion_f1))
             if not decision.promote:
                 client.set_registered_model_alias(name, CHALLENGER, version)
                 return decision

@@ -7,9 +7,28 @@ import time
 from pathlib import Path
 from typing import Any
 
-from daemon.adapters.registry import CHAMPION, REASON_TAG, MlflowRegistry, mlflow_boundary, mlflow_client
+import structlog
+
+from daemon.adapters.registry import (
+    AGAINST_F1_TAG,
+    AGAINST_TAG,
+    CHAMPION,
+    REASON_TAG,
+    MlflowRegistry,
+    mlflow_boundary,
+    mlflow_client,
+)
 from daemon.core.promotion import F1_METRIC, GatePolicy
-from daemon.core.records import FAILURE_TAG, OUTCOME_TAG, RUN_ID_TAG, Registration, RunRecord
+from daemon.core.records import (
+    FAILURE_TAG,
+    OUTCOME_TAG,
+    REPORT_ARTIFACT,
+    REPORT_FIGURES,
+    RUN_ID_TAG,
+    Registration,
+    RunRecord,
+)
+from daemon.core.report import CONFUSION_IMAGE, render_report, version_figures
 
 
 def _is_local(uri: str) -> bool:
@@ -88,10 +107,12 @@ class MlflowTracker:
         )
         for path, local in sorted(run.artifact_dirs.items()):
             client.log_artifacts(run_id, str(local), path or None)
-        registration = Registration(run_id, None, False)
+        registration = Registration(run_id, None, False, experiment_id=experiment_id)
         if run.model_dir is not None:
             client.log_artifacts(run_id, str(run.model_dir), "model")
-            registration = self._register(client, run_id, created.info.artifact_uri, model_name, run)
+            registration = self._register(
+                client, run_id, created.info.artifact_uri, model_name, run, experiment_id
+            )
         client.set_terminated(run_id, run.status)
         return registration
 
@@ -106,7 +127,7 @@ class MlflowTracker:
             if found.info.status == "FINISHED":
                 versions = client.search_model_versions(f"run_id = '{found.info.run_id}'")
                 if not versions:
-                    return Registration(str(found.info.run_id), None, False)
+                    return Registration(str(found.info.run_id), None, False, experiment_id=experiment_id)
                 mv = versions[0]
                 champion = client.get_registered_model(model_name).aliases.get(CHAMPION)
                 return Registration(
@@ -114,12 +135,15 @@ class MlflowTracker:
                     str(mv.version),
                     champion is not None and str(champion) == str(mv.version),
                     str(mv.tags.get(REASON_TAG, "")),
+                    mv.tags.get(AGAINST_TAG),
+                    float(mv.tags[AGAINST_F1_TAG]) if AGAINST_F1_TAG in mv.tags else None,
+                    experiment_id,
                 )
             client.delete_run(found.info.run_id)  # left by an attempt that died half-way
         return None
 
     def _register(
-        self, client: Any, run_id: str, artifact_uri: str, name: str, run: RunRecord
+        self, client: Any, run_id: str, artifact_uri: str, name: str, run: RunRecord, experiment_id: str
     ) -> Registration:
         from mlflow.exceptions import MlflowException
 
@@ -137,4 +161,34 @@ class MlflowTracker:
         f1 = float(run.metrics.get(F1_METRIC, math.nan))
         by = run.tags.get(RUN_ID_TAG) or "retraind"
         decision = self.registry.apply_gate(name, version, f1, by, self.policy)
-        return Registration(run_id, version, decision.promote, decision.reason)
+        registration = Registration(
+            run_id,
+            version,
+            decision.promote,
+            decision.reason,
+            decision.against,
+            decision.against_f1,
+            experiment_id,
+        )
+        if run.report:
+            self._log_report(client, run, registration, name, f1)
+        return registration
+
+    def _log_report(self, client: Any, run: RunRecord, reg: Registration, name: str, f1: float) -> None:
+        """The version's report: its figures (JSON) and the page. One that cannot be made or logged
+        is a warning: the version is registered and gated either way."""
+        import jinja2
+        from mlflow.exceptions import MlflowException
+
+        try:
+            figures = version_figures(run.report, reg, name, f1)
+            train_artifacts = run.artifact_dirs.get("")
+            image = train_artifacts / CONFUSION_IMAGE if train_artifacts is not None else None
+            png = image.read_bytes() if image is not None and image.is_file() else None
+            page = render_report(figures, png)
+            client.log_dict(reg.run_id, figures, REPORT_FIGURES)
+            client.log_text(reg.run_id, page, REPORT_ARTIFACT)
+        except (OSError, LookupError, TypeError, ValueError, jinja2.TemplateError, MlflowException) as e:
+            structlog.get_logger().warning(
+                "report_failed", run_id=reg.run_id, model=name, version=reg.model_version, error=repr(e)
+            )

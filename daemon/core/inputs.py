@@ -17,6 +17,7 @@ class GitInfo:
     branch: str  # "" for a detached HEAD
     dirty: bool
     workdir: Path  # the tree the run builds: an export of `commit`, or the live worktree (--worktree)
+    subject: str = ""  # the commit message's first line (for people; no run reads it)
 
 
 _BUFFER_BYTES = 1 << 18

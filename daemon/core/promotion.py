@@ -26,6 +26,8 @@ class GatePolicy:
 class Decision:
     promote: bool
     reason: str
+    against: str | None = None  # the champion it was measured against (None: there was none)
+    against_f1: float | None = None  # that champion's weighted F1
 
 
 def decide(

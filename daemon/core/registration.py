@@ -20,5 +20,9 @@ def registered(reg: Registration, model_name: str) -> StageResult:
         "model_version": reg.model_version,
         "champion": reg.champion,
         "queued": False,
+        "reason": reg.promoted_reason,
+        "previous_champion": reg.previous_champion,
+        "previous_champion_f1": reg.previous_champion_f1,
+        "experiment_id": reg.experiment_id,
     }
     return StageResult(NAME, summary, outputs)

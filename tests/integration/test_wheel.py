@@ -60,7 +60,8 @@ def test_the_wheel_carries_the_checkout_s_pipeline_byte_for_byte(wheel: Path) ->
     assert sorted(carried) == expected
     for rel in expected:
         assert carried[rel] == (ROOT / rel).read_bytes(), rel
-    assert {"daemon/templates/README.md", "daemon/templates/gitignore"} <= names
+    own = {"daemon/templates/README.md", "daemon/templates/gitignore", "daemon/templates/report.html.j2"}
+    assert own <= names
     assert not any(n.startswith(("scripts/", "tests/")) or "node_modules" in n for n in names)
 
 
@@ -89,6 +90,11 @@ def test_a_fresh_venv_with_the_wheel_runs_retraind_and_init(wheel: Path, tmp_pat
         executable = os.stat(ROOT / rel).st_mode & 0o100 != 0
         assert head.tree[rel].filemode == (0o100755 if executable else 0o100644), rel
     assert f"retraind {version}" in (repo / "README.md").read_text()
+
+    # The template of a version's report, from the wheel, compiles with the locked jinja2.
+    load = "from daemon.core import report; report._template(); print(report.TEMPLATE)"
+    template = Path(_run(venv / "bin" / "python", "-c", load, cwd=tmp_path).stdout.strip())
+    assert template.is_relative_to(venv) and template.name == "report.html.j2"
 
     # The daemon's unit, from the wheel's copy, runs this venv's retraind (no checkout to point at).
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RETRAIND_", "MLFLOW_", "PYTHON"))}

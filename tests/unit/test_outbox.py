@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 
 from daemon.core.errors import TrackingError
@@ -24,6 +26,15 @@ RECORD = RunRecord(
 
 def test_records_survive_the_round_trip_through_json() -> None:
     assert record_from_json(record_to_json(RECORD, "model")) == (RECORD, "model")
+    report = {"metrics": {"f1": 0.7}, "per_class": [{"label": "a", "support": 3}], "recomputed": None}
+    with_report = replace(RECORD, report=report)
+    assert record_from_json(record_to_json(with_report, "model")) == (with_report, "model")
+
+
+def test_an_entry_written_before_reports_existed_still_reads() -> None:
+    payload = json.loads(record_to_json(RECORD, "model"))
+    del payload["record"]["report"]
+    assert record_from_json(json.dumps(payload)) == (RECORD, "model")
 
 
 def test_backoff_is_exponential_and_capped() -> None:

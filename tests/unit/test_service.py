@@ -66,9 +66,7 @@ def service(tmp_path: Path) -> Service:
     settings = load_settings({"state_dir": tmp_path / "state"}, environ={"HOME": str(tmp_path)})
     journal = Journal.open(tmp_path / "journal.db")
     ids = iter(f"r{i}" for i in range(100))
-    hooks = Hooks(
-        new_run_id=lambda: next(ids), head_commit=lambda s: "c1", data_sha256=lambda s: "d1"
-    )
+    hooks = Hooks(new_run_id=lambda: next(ids), head_commit=lambda s: "c1", data_sha256=lambda s: "d1")
     ports = Ports(FakeContainers(), FakeTracker())
     return make_service(settings, journal, ports, refuse, hooks, clock=FakeClock().now)
 
@@ -196,9 +194,7 @@ def test_a_full_disk_fails_a_run_with_its_reason_and_the_loop_recovers_without_l
         return replace(ctx, run_id=run_id)
 
     ids = iter(f"r{i}" for i in range(100))
-    hooks = Hooks(
-        new_run_id=lambda: next(ids), head_commit=lambda s: "c1", data_sha256=lambda s: "d1"
-    )
+    hooks = Hooks(new_run_id=lambda: next(ids), head_commit=lambda s: "c1", data_sha256=lambda s: "d1")
     clock, registry = FakeClock(), CollectorRegistry()
     service = make_service(settings, journal, Ports(FakeContainers(), FakeTracker()), prepare, hooks,
                            clock=clock.now, metrics=Metrics(registry))  # fmt: skip
@@ -288,9 +284,7 @@ def test_the_watchdog_ping_is_a_deadline_at_half_of_watchdog_sec(tmp_path: Path)
         {"state_dir": tmp_path / "state"}, environ={"HOME": str(tmp_path), "WATCHDOG_USEC": "60000000"}
     )
     clock, notifier = FakeClock(1000.0), Pings()
-    hooks = Hooks(
-        new_run_id=lambda: "r", head_commit=lambda s: "c", data_sha256=lambda s: "d"
-    )
+    hooks = Hooks(new_run_id=lambda: "r", head_commit=lambda s: "c", data_sha256=lambda s: "d")
     service = make_service(settings, Journal.open(tmp_path / "j.db"), Ports(FakeContainers(), FakeTracker()),
                            refuse, hooks, notifier, clock=clock.now)  # fmt: skip
     service.raw.put(RawEvent("wake"))
@@ -309,9 +303,7 @@ def test_the_watchdog_ping_is_a_deadline_at_half_of_watchdog_sec(tmp_path: Path)
 def test_the_outbox_is_looked_at_every_2_s_while_it_waits_and_after_each_run(tmp_path: Path) -> None:
     settings = load_settings({"state_dir": tmp_path / "state"}, environ={"HOME": str(tmp_path)})
     journal, clock = Journal.open(tmp_path / "j.db"), FakeClock(500.0)
-    hooks = Hooks(
-        new_run_id=lambda: "r", head_commit=lambda s: "c", data_sha256=lambda s: "d"
-    )
+    hooks = Hooks(new_run_id=lambda: "r", head_commit=lambda s: "c", data_sha256=lambda s: "d")
     outbox = Outbox(journal)
     ports = Ports(FakeContainers(), FakeTracker(), outbox)
     service = make_service(settings, journal, ports, refuse, hooks, clock=clock.now)
