@@ -18,7 +18,9 @@ from daemon.core.config import Settings, load_settings
 from daemon.core.outcome import PipelineOutcome
 from tests.conftest import IN_CI, ROOT, require_tool
 from tests.fakes import RecordingReporter
+from tests.integration.daemon_harness import Daemon
 from tests.integration.services import mlflow_server, postgres, prometheus  # noqa: F401  (fixtures)
+from tests.receiver import Receiver
 
 BASE_IMAGE = "localhost/retraind-base:bookworm"
 COPY_IGNORE = shutil.ignore_patterns(
@@ -102,3 +104,21 @@ def train_on_host(work: Path, name: str, *flags: str) -> Path:
     argv = [sys.executable, str(ROOT / "scripts/train.py"), "--input", str(work / "processed.jsonl")]
     subprocess.run([*argv, "--output", str(work / name), *flags], check=True, capture_output=True)
     return work / name
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, podman_ready: None) -> Iterator[Daemon]:
+    """A `retraind watch` of a fresh copy of the project and an empty data directory (not started)."""
+    (tmp_path / "data").mkdir()
+    d = Daemon(committed_copy(tmp_path / "repo"), tmp_path / "data", tmp_path / "state", tmp_path)
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """An HTTP receiver on 127.0.0.1 (tests/receiver.py), released and stopped after the test."""
+    r = Receiver()
+    yield r
+    r.hold.set()
+    r.stop()

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+import yaml
 
 from tests.conftest import IN_CI
 
@@ -255,7 +256,40 @@ def _user_exists(name: str) -> bool:
 # --- MLflow tracking server ------------------------------------------------------------------
 
 
-class MlflowServer:
+class LocalServer:
+    """A server process of a test: argv, a readiness probe, started and stopped the same way."""
+
+    what = "server"
+    log: Path
+    _proc: subprocess.Popen[bytes] | None = None
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def environ(self) -> dict[str, str] | None:
+        return None
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 60.0) -> float:
+        """Start and wait until ready; returns the seconds it took (0 when it already ran)."""
+        if self._proc is not None and self._proc.poll() is None:
+            return 0.0
+        self._proc = spawn(self.argv(), self.log, self.environ())
+        try:
+            return wait_ready(self._proc, self.ready, timeout, self.what, self.log)
+        except ServiceError:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            terminate(self._proc)
+            self._proc = None
+
+
+class MlflowServer(LocalServer):
     """`mlflow server` from this interpreter's venv. stop() and start() keep port, database and
     artifacts, so a test can take the server away and bring it back."""
 
@@ -266,7 +300,6 @@ class MlflowServer:
         self.port = port or free_port()
         self.workers = workers
         self.url = f"http://{LOCALHOST}:{self.port}"
-        self._proc: subprocess.Popen[bytes] | None = None
 
     def argv(self) -> list[str]:
         return [
@@ -276,7 +309,7 @@ class MlflowServer:
             "--allowed-hosts", f"{LOCALHOST}:{self.port},localhost:{self.port}",
         ]  # fmt: skip
 
-    def environ(self) -> dict[str, str]:
+    def environ(self) -> dict[str, str] | None:
         """As tools/mlflow-server.sh: the database URI (and its password) out of argv, which ps shows
         to every user; no job runner (a dozen processes, 2.7 GB, for GenAI jobs retraind never uses)."""
         return {
@@ -285,27 +318,18 @@ class MlflowServer:
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         }
 
-    def healthy(self) -> bool:
+    what = "mlflow server"
+
+    def ready(self) -> bool:
         return answers(f"{self.url}/health")
 
     def start(self, timeout: float = 120.0) -> float:
         """Start and wait for /health; returns the seconds it took."""
-        if self._proc is not None and self._proc.poll() is None:
-            return 0.0
-        self.artifacts.mkdir(parents=True, exist_ok=True)
-        with self.log.open("a") as log:
-            log.write(f"--- {' '.join(self.argv())}\n")
-        self._proc = spawn(self.argv(), self.log, self.environ())
-        try:
-            return wait_ready(self._proc, self.healthy, timeout, "mlflow server", self.log)
-        except ServiceError:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            terminate(self._proc)
-            self._proc = None
+        if self._proc is None or self._proc.poll() is not None:
+            self.artifacts.mkdir(parents=True, exist_ok=True)
+            with self.log.open("a") as log:
+                log.write(f"--- {' '.join(self.argv())}\n")
+        return super().start(timeout)
 
     @contextlib.contextmanager
     def stopped(self) -> Iterator[None]:
@@ -320,7 +344,37 @@ class MlflowServer:
 # --- Prometheus ------------------------------------------------------------------------------
 
 
-class PrometheusServer:
+ALERTMANAGER = "prometheus-alertmanager"  # Debian's name for the alertmanager binary
+
+
+class AlertmanagerServer(LocalServer):
+    """Debian's Alertmanager on `config` (written to workdir), on a free port, clustering off."""
+
+    what = "alertmanager"
+
+    def __init__(self, config: dict[str, Any], workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://{LOCALHOST}:{self.port}"
+        self.workdir = workdir
+        self.config = workdir / "alertmanager.yml"
+        self.config.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.log = workdir / "alertmanager.log"
+
+    def argv(self) -> list[str]:
+        return [
+            ALERTMANAGER, f"--config.file={self.config}", f"--storage.path={self.workdir / 'data'}",
+            f"--web.listen-address={LOCALHOST}:{self.port}", "--cluster.listen-address=",
+        ]  # fmt: skip
+
+    def ready(self) -> bool:
+        return answers(f"{self.url}/-/ready")
+
+    def alerts(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = json.loads(http_get(f"{self.url}/api/v2/alerts"))
+        return found
+
+
+class PrometheusServer(LocalServer):
     """The real prometheus binary scraping the given jobs every second."""
 
     def __init__(
@@ -338,7 +392,6 @@ class PrometheusServer:
         config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                   "scrape_configs": scrape_configs, "rule_files": [str(p) for p in rule_files]}  # fmt: skip
         self.config.write_text(json.dumps(config, indent=2))  # JSON is YAML
-        self._proc: subprocess.Popen[bytes] | None = None
 
     def argv(self) -> list[str]:
         return [
@@ -346,20 +399,10 @@ class PrometheusServer:
             f"--web.listen-address={LOCALHOST}:{self.port}",
         ]  # fmt: skip
 
-    def start(self, timeout: float = 60.0) -> float:
-        self._proc = spawn(self.argv(), self.log)
-        try:
-            return wait_ready(
-                self._proc, lambda: answers(f"{self.url}/-/ready"), timeout, "prometheus", self.log
-            )
-        except ServiceError:
-            self.stop()
-            raise
+    what = "prometheus"
 
-    def stop(self) -> None:
-        if self._proc is not None:
-            terminate(self._proc)
-            self._proc = None
+    def ready(self) -> bool:
+        return answers(f"{self.url}/-/ready")
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         """An instant query; returns data.result (one dict per series: metric labels and value)."""

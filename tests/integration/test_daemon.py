@@ -9,11 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from daemon.adapters.manifest import build_manifest
 from tests.conftest import ROOT
-from tests.integration.conftest import committed_copy
 from tests.integration.daemon_harness import (
     RETRAIND,
     RUN_DEADLINE_S,
@@ -35,15 +32,6 @@ def _records() -> list[bytes]:
 
 
 HEADER, *ROWS = _records()
-
-
-@pytest.fixture
-def daemon(tmp_path: Path, podman_ready: None):  # type: ignore[no-untyped-def]
-    repo = committed_copy(tmp_path / "repo")
-    (tmp_path / "data").mkdir()
-    d = Daemon(repo, tmp_path / "data", tmp_path / "state", tmp_path)
-    yield d
-    d.stop()
 
 
 def drop(data: Path, name: str, rows: list[bytes] = ROWS) -> None:

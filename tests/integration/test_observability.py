@@ -10,14 +10,13 @@ import shutil
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from daemon.core.records import REPORT_ARTIFACT, REPORT_FIGURES
 from daemon.engine.metrics import STAGES
 from tests.conftest import ROOT
-from tests.integration.conftest import committed_copy, make_settings
+from tests.integration.conftest import make_settings
 from tests.integration.daemon_harness import RETRAIND, Daemon, JsonLines, run_cli
 from tests.integration.services import MlflowServer, Postgres, StartPrometheus, free_port
 from tests.integration.test_dashboards import (
@@ -56,14 +55,6 @@ def wait_backlog(daemon: Daemon, value: float, timeout: float) -> None:
     while (seen := sample(scrape(daemon.metrics_port), "retraind_tracking_backlog")) != value:
         assert time.monotonic() < deadline, f"backlog {seen}, wanted {value}: {daemon.lines[-5:]}"
         time.sleep(0.5)
-
-
-@pytest.fixture
-def daemon(tmp_path: Path, podman_ready: None) -> Iterator[Daemon]:
-    (tmp_path / "data").mkdir()
-    d = Daemon(committed_copy(tmp_path / "repo"), tmp_path / "data", tmp_path / "state", tmp_path)
-    yield d
-    d.stop()
 
 
 def test_prometheus_scrapes_the_daemon_during_a_run_and_every_dashboard_expression_has_data(
@@ -189,6 +180,8 @@ def test_an_mlflow_outage_loses_nothing_and_records_the_run_exactly_once(
     assert found.info.status == "FINISHED"
     assert found.data.metrics["f1_score_weighted"] > 0.5 and "seed" in found.data.params
     assert {"model", "metrics.json"} <= {a.path for a in client.list_artifacts(found.info.run_id)}
+    report = {a.path for a in client.list_artifacts(found.info.run_id, "report")}
+    assert report == {REPORT_ARTIFACT, REPORT_FIGURES}  # the outbox kept the report's figures
     (version,) = client.search_model_versions("name = 'outage-model'")
     assert version.run_id == found.info.run_id
     assert daemon.runs()[0].mlflow_run_id == found.info.run_id
