@@ -3,7 +3,7 @@
 #
 #   bash tools/setup.sh               system packages, Podman config, .venv, base image, corpus
 #   bash tools/setup.sh --dev         the same plus test tools (pytest, ruff, mypy, Jest on the host,
-#                                     PostgreSQL, Prometheus)
+#                                     PostgreSQL, Prometheus, Alertmanager with amtool)
 #   bash tools/setup.sh --system-only only what needs root: packages and /etc/containers (CI, as root)
 #
 # Run as a normal user, the pipeline runs rootless (Podman in a user namespace); as root, rootful.
@@ -13,9 +13,11 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(podman runc catatonit uidmap slirp4netns mmdebstrap debootstrap python3 python3-venv
               git ca-certificates)
 # systemd-analyze verifies the unit files in the tests; the integration tests start their own
-# PostgreSQL clusters and Prometheus servers on free ports (under systemd, Debian's packages also
-# start system services on 5432 and 9090, which the tests never use).
-DEV_APT_PACKAGES=(systemd postgresql prometheus)
+# PostgreSQL clusters, Prometheus servers and Alertmanagers on free ports (under systemd, Debian's
+# packages also start system services on 5432, 9090 and 9093/9094, which the tests never use).
+# No install fails for want of systemd: without it, invoke-rc.d skips the start where there is no
+# runlevel (a container) or policy-rc.d denies it; under systemd, postinst ignores a failed start.
+DEV_APT_PACKAGES=(systemd postgresql prometheus prometheus-alertmanager)
 mode=run
 case "${1:-}" in
   "") ;;
