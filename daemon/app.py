@@ -18,7 +18,7 @@ import functools
 import queue
 import secrets
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -32,26 +32,33 @@ from daemon.adapters.champion import ChampionProbe
 from daemon.adapters.control import ControlServer
 from daemon.adapters.gitinfo import Pygit2Reader
 from daemon.adapters.notify import Notifier
+from daemon.adapters.notifyfile import load_targets
 from daemon.adapters.podman import PodmanCli
 from daemon.adapters.registry import MlflowRegistry, preload_mlflow
 from daemon.adapters.snapshot import object_store, scan, take_snapshot
 from daemon.adapters.tracking import MlflowTracker
 from daemon.adapters.watch import RawEvent, Watcher
+from daemon.adapters.webhooks import HttpSender
 from daemon.core.config import Settings
 from daemon.core.errors import ConfigError, RetraindError
 from daemon.core.inputs import GitReader
 from daemon.core.jobs import run_label
+from daemon.core.notify import Target
 from daemon.core.outcome import Fanout, PipelineOutcome, Recorder
 from daemon.core.params import load_params
 from daemon.core.promotion import GatePolicy
+from daemon.core.records import Delivery
 from daemon.core.runqueue import RunQueue
 from daemon.core.stages import Ports, RunContext, Stage
+from daemon.engine.announce import Announcer, OutboxRecorder
+from daemon.engine.courier import Courier
 from daemon.engine.metrics import Metrics, start_metrics_server
 from daemon.engine.pipeline import run_stages
 from daemon.engine.progress import WarmUp
 from daemon.engine.service import Hooks, Intake, Service, debouncer_for, held_writes
 from daemon.engine.worker import DriftReference, Queued, Runner, daemon_recorder, merge
 from daemon.state.journal import Journal
+from daemon.state.notifications import Notifications
 from daemon.state.outbox import Outbox
 from daemon.state.retention import (
     Collected,
@@ -127,24 +134,63 @@ def run_once(
     With the real adapters, registrations that an earlier MLflow outage left in the outbox are sent
     first, and this run's registration waits there too if the server is down.
     """
-    ctx = prepare_run(settings, run_id or new_run_id())
     if ports is not None:
+        ctx = prepare_run(settings, run_id or new_run_id())
         return run_stages(ctx, list(stages.values()), ports, recorder, use_cache=use_cache)
     # MLflow is imported once validate has really passed, as the daemon does: by then the validate
     # container no longer needs both cores, and the training leaves one idle until register. Only a
     # run that succeeded makes its drop the next drift reference.
+    # Its notifications go into the journal's outbox, and are delivered before it exits (a bounded
+    # wait); what is left there waits for the next run or the daemon.
+    targets = load_targets(settings)  # a bad notify file is refused before anything is written
+    ctx = prepare_run(settings, run_id or new_run_id())
     warm_up = WarmUp(lambda: preload_mlflow(settings.tracking_uri))
-    recorder = Fanout(recorder, warm_up, DriftReference(settings.state_dir))
     journal = Journal.open(settings.state_dir / "journal.db")
     try:
+        notifications = Notifications(journal)
+        announcer = Announcer(settings, targets)
+        recorder = Fanout(
+            recorder, warm_up, DriftReference(settings.state_dir), OutboxRecorder(announcer, notifications)
+        )
         ports = real_ports(settings, journal)
         assert ports.outbox is not None
-        ports.outbox.flush(ports.tracker)
+        for delivery in ports.outbox.flush(ports.tracker):
+            announce_delivery(announcer, notifications, delivery)
         outcome = run_stages(ctx, list(stages.values()), ports, recorder, use_cache=use_cache)
         collect_after_run(settings, journal, outcome)
+        deliver_before_exit(settings, notifications, targets)
         return outcome
     finally:
         journal.close()
+
+
+def courier_for(settings: Settings, notifications: Notifications, targets: Sequence[Target],
+                metrics: Metrics | None = None) -> Courier:  # fmt: skip
+    return Courier(
+        notifications, {t.name: t for t in targets}, HttpSender(settings.notify_timeout_s), metrics
+    )
+
+
+def announce_delivery(announcer: Announcer, notifications: Notifications, delivery: Delivery) -> None:
+    """A registration the tracking outbox sent late is news: tracking_delivered, to who wants it."""
+    notice = announcer.delivered(delivery, notifications.journal.now())
+    if notice is not None:
+        notifications.put(notice, announcer.route(notice))
+        announcer.wake()
+
+
+def deliver_before_exit(settings: Settings, notifications: Notifications, targets: Sequence[Target]) -> None:
+    """`retraind run`'s bounded wait for its notifications; a receiver that is down costs at most
+    notify_wait_s, and what it did not take stays in the journal."""
+    if not notifications.backlog().waiting:
+        return
+    left = courier_for(settings, notifications, targets).drain(settings.notify_wait_s)
+    if left:
+        structlog.get_logger().warning(
+            "notifications_waiting",
+            count=left,
+            advice="kept in the state journal: the daemon or the next `retraind run` delivers them",
+        )
 
 
 def collect_garbage(
@@ -327,14 +373,40 @@ def build_service(settings: Settings, reload: Callable[[], Settings] | None = No
     runner = Runner(prepare_run, real_ports(settings, journal), tuple(STAGES.values()), writes, metrics)
     # 5. The recorders: the log line, metrics, systemd's status, the MLflow warm-up, the drift
     #    reference and, last, the journal row.
+    #    reference and, last, the journal row with the run's notifications (in one transaction),
+    #    which the courier delivers from its own thread: a slow receiver never delays a run.
     warm_up = functools.partial(preload_mlflow, settings.tracking_uri)
-    recorder = daemon_recorder(journal, writes, notifier, metrics, settings.state_dir, warm_up)
+    notifications = Notifications(journal)
+    targets = load_targets(settings)
+    courier = courier_for(settings, notifications, targets, metrics)
+    announcer = Announcer(settings, targets, wake=courier.wake)
+    recorder = daemon_recorder(journal, writes, notifier, metrics, settings.state_dir, warm_up, announcer)
+
+    def start_background(s: Settings, intake: Intake) -> Callable[[], None]:
+        stop_intake = start_intake(s, intake)
+        courier.start()
+
+        def stop() -> None:
+            stop_intake()
+            courier.stop()
+
+        return stop
+
+    def reload_all() -> Settings:  # SIGHUP: the settings and the notify file; a bad one keeps the old
+        assert reload is not None
+        fresh = reload()
+        new_targets = load_targets(fresh)
+        courier.use({t.name: t for t in new_targets})
+        announcer.use(fresh, new_targets)
+        return fresh
+
     hooks = Hooks(
         new_run_id=new_run_id,
         head_commit=head_commit,
         data_sha256=data_sha256,
-        start_intake=start_intake,
-        reload=reload,
+        start_intake=start_background,
+        reload=reload_all if reload is not None else None,
         collect=lambda s: _collect_quietly(s, journal, metrics),
+        delivered=lambda d: announce_delivery(announcer, notifications, d),
     )
     return Service(settings, journal, raw, debouncer, runs, runner, recorder, hooks, notifier, metrics)

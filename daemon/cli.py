@@ -20,6 +20,7 @@ from daemon.commands import (
     init,
     install,
     models,
+    notify,
     promote,
     reproduce,
     rollback,
@@ -47,6 +48,7 @@ COMMANDS = (
     rollback,
     reproduce,
     serve,
+    notify,
     install,
     init,
 )

@@ -17,7 +17,7 @@ from daemon.adapters.control import request
 from daemon.adapters.proc import run_cmd
 from daemon.commands.common import command, settings_of
 from daemon.core.config import Settings
-from daemon.core.errors import EXIT_CONFIG, EXIT_OK, InfrastructureError
+from daemon.core.errors import EXIT_CONFIG, EXIT_OK, ConfigError, InfrastructureError
 
 MIN_FREE_BYTES = 5 * 1024**3
 SETUP = "bash tools/setup-podman.sh"
@@ -165,6 +165,21 @@ def check_inputs(s: Settings) -> list[Check]:
     ]
 
 
+def check_notify(s: Settings) -> list[Check]:
+    """The notify file's mode and syntax; the targets as status shows them (no secret)."""
+    from daemon.adapters.notifyfile import load_targets, notify_file
+
+    fix = f"chmod 600 {notify_file(s, os.environ)}; see README, Notifications"
+    try:
+        targets = load_targets(s)
+    except ConfigError as e:
+        return [Check("notifications", False, str(e), fix)]
+    shown = (
+        ", ".join(t.shown for t in targets) or "none configured (RETRAIND_NOTIFY_WEBHOOK_URL or notify.toml)"
+    )
+    return [Check("notifications", True, shown, warning_only=not targets)]
+
+
 CHECKS: tuple[Callable[[Settings], list[Check]], ...] = (
     check_podman,
     check_rootless,
@@ -172,6 +187,7 @@ CHECKS: tuple[Callable[[Settings], list[Check]], ...] = (
     check_tracking,
     check_disk,
     check_inputs,
+    check_notify,
 )
 
 

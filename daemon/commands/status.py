@@ -14,6 +14,7 @@ from daemon.commands.common import command, settings_of
 from daemon.core.config import Settings
 from daemon.core.errors import EXIT_OK, InfrastructureError
 from daemon.state.journal import Journal, RunRow
+from daemon.state.notifications import Notifications
 from daemon.state.retention import run_dirs_newest_first, tree_bytes
 from daemon.state.serve_status import read_status
 
@@ -76,9 +77,17 @@ def collect_status(settings: Settings, n: int, now: float | None = None) -> dict
             "recent": [_run_fields(r) for r in journal.recent_runs(n)],
             "disk": disk_use(settings),
             "serve": read_status(settings.state_dir),
+            "notifications": _notifications(journal),
         }
     finally:
         journal.close()
+
+
+def _notifications(journal: Journal) -> dict[str, Any]:
+    """The outbox's backlog; its last error was redacted by the courier before it was stored."""
+    backlog = Notifications(journal).backlog()
+    return {"waiting": backlog.waiting, "oldest_at": backlog.oldest_at, "last_error": backlog.last_error,
+            "dropped": backlog.dropped}  # fmt: skip
 
 
 def render_status(status: dict[str, Any]) -> str:
@@ -116,6 +125,10 @@ def render_status(status: dict[str, Any]) -> str:
         if serve.get("last_failure"):
             why = serve["last_failure"][:300]
             lines.append(f"serve: v{serve['failed_version']} not switched to: {why}")
+    if (notes := status.get("notifications")) and (notes["waiting"] or notes["dropped"]):
+        why = f"; last error: {notes['last_error'][:200]}" if notes["last_error"] else ""
+        given_up = f", {notes['dropped']} given up" if notes["dropped"] else ""
+        lines.append(f"notifications: {notes['waiting']} waiting{given_up}{why}")
     lines.append(f"{'run':<26}{'trigger':<10}{'outcome':<15}{'time s':>8}{'F1':>8}  model")
     for r in status["recent"]:
         f1 = f"{r['f1']:.4f}" if r["f1"] is not None else "-"

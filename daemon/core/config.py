@@ -102,6 +102,12 @@ class Settings:
     serve_max_body_bytes: int = 1024 * 1024  # a larger request body is refused (413)
     serve_max_texts: int = 1000  # texts in one request
     serve_shadow: bool = False  # the challenger gets a copy of each scoring request, off the response path
+    # Notifications (daemon/core/notify.py): targets and their secrets live in the notify file
+    # (chmod 600; default $XDG_CONFIG_HOME/retraind/notify.toml) or RETRAIND_NOTIFY_WEBHOOK_URL
+    notify_file: Path | None = None
+    mlflow_ui_url: str = ""  # e.g. http://mlflow.lab:5000: messages link the MLflow run and its report
+    notify_wait_s: float = 10.0  # `retraind run` tries to deliver this long before it exits
+    notify_timeout_s: float = 10.0  # one HTTP request to a target
     # Set by systemd in the unit's environment, not by users
     notify_socket: str = ""
     watchdog_usec: int = 0

@@ -50,6 +50,8 @@ class PipelineOutcome:
     failed_stage: str | None = None
     error: RetraindError | None = None
     trigger: str = "manual"
+    commit: str | None = None  # the commit it built (None: refused before its inputs were sealed)
+    subject: str = ""  # that commit's first line
 
     @property
     def ok(self) -> bool:
@@ -95,6 +97,12 @@ class PipelineOutcome:
     def model_version(self) -> str | None:
         version = self._registered("model_version")
         return None if version is None else str(version)
+
+    @property
+    def registration(self) -> Mapping[str, object]:
+        """The register stage's outputs (empty when it did not run)."""
+        register = self.results.get(REGISTER)
+        return register.outputs if register else {}
 
     @property
     def mlflow_run_id(self) -> str | None:

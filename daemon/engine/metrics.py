@@ -19,6 +19,7 @@ from prometheus_client import (
 from prometheus_client.exposition import ThreadingWSGIServer
 
 from daemon import __version__
+from daemon.core.notify import KINDS
 from daemon.core.stages import STAGE_NAMES
 from daemon.core.vocab import (
     DAEMON_TRIGGERS,
@@ -44,6 +45,8 @@ RUN_OUTCOMES = RUN_STATUSES
 # flag, whose single run is recorded before its metrics are exported.
 DAEMON_RUN_OUTCOMES = RETURNED
 SOURCES = DAEMON_TRIGGERS  # a cause's source names the trigger of a run it alone starts
+NOTIFY_KINDS = (*KINDS, "unknown")  # a notification's target kind ("unknown": no longer configured)
+NOTIFY_OUTCOMES = ("delivered", "retry", "dropped")
 LOOP_ERROR_REASONS = ("no_space", "other")  # why the loop caught an exception (daemon/core/nospace.py)
 GATE_REASONS = (
     "jest",
@@ -124,6 +127,17 @@ class Metrics:
         self.backlog = Gauge(
             "retraind_tracking_backlog", "Runs waiting in the outbox for MLflow.", registry=r
         )
+        self.notification_backlog = Gauge(
+            "retraind_notification_backlog",
+            "Notifications waiting in the journal for their target (delivered at least once).",
+            registry=r,
+        )
+        self.notifications = Counter(
+            "retraind_notifications",
+            "Notification delivery attempts by target kind and outcome (delivered, retry, dropped).",
+            ["kind", "outcome"],
+            registry=r,
+        )
         self.loop_errors = Counter(
             "retraind_loop_errors",
             "Exceptions caught at the daemon loop's boundary (once per event or run), by reason.",
@@ -179,6 +193,8 @@ class Metrics:
             self.gate_failures.labels(reason)
         for reason in LOOP_ERROR_REASONS:  # RetraindLoopErrors: increase() of reason="other"
             self.loop_errors.labels(reason)
+        for kind in KINDS:  # RetraindNotificationsDropped: increase() of outcome="dropped"
+            self.notifications.labels(kind, "dropped")
 
     def restore(self, gauges: Mapping[str, float]) -> None:
         """Gauges from the state journal at start, so a restart does not blank the dashboards."""

@@ -54,14 +54,18 @@ def run_stages(
             recorder.stage_failed(ctx.run_id, stage.name, durations[stage.name], error)
             _record_failure(replace(ctx, results=MappingProxyType(results)), stage.name, error, ports)
             outcome = PipelineOutcome(
-                ctx.run_id, results, durations, clock() - started, stage.name, error, ctx.trigger
-            )
+                ctx.run_id, results, durations, clock() - started, stage.name, error, ctx.trigger,
+                ctx.git.commit, ctx.git.subject,
+            )  # fmt: skip
             recorder.run_finished(outcome)
             return outcome
         durations[stage.name] = clock() - t0
         results[stage.name] = result
         recorder.stage_finished(ctx.run_id, result, durations[stage.name])
-    outcome = PipelineOutcome(ctx.run_id, results, durations, clock() - started, trigger=ctx.trigger)
+    outcome = PipelineOutcome(
+        ctx.run_id, results, durations, clock() - started, trigger=ctx.trigger, commit=ctx.git.commit,
+        subject=ctx.git.subject,
+    )  # fmt: skip
     recorder.run_finished(outcome)
     return outcome
 

@@ -25,6 +25,7 @@ from daemon.core.errors import InfrastructureError
 from daemon.core.jobs import run_label
 from daemon.core.nospace import is_no_space
 from daemon.core.outcome import Recorder
+from daemon.core.records import Delivery
 from daemon.core.runqueue import Admission, RunQueue
 from daemon.core.stages import Outbox
 from daemon.engine.metrics import Metrics
@@ -57,6 +58,7 @@ class Hooks:
     )  # starts watchers, scheduler and control socket feeding the service; returns their stop
     reload: Callable[[], Settings] | None = None
     collect: Callable[[Settings], None] = field(default=lambda s: None)  # retention after each run
+    delivered: Callable[[Delivery], None] = field(default=lambda d: None)  # the tracking outbox sent one
 
 
 def debouncer_for(s: Settings) -> Debouncer:
@@ -387,6 +389,7 @@ class Service:
                     mlflow_run_id=d.registration.run_id,
                     model_version=d.registration.model_version,
                 )
+                self.hooks.delivered(d)
             else:
                 log.warning("outbox_retry_later", run_id=d.run_id, error=d.error)
         self.metrics.backlog.set(outbox.backlog())

@@ -19,6 +19,7 @@ from daemon.core.nospace import is_no_space, no_space_error
 from daemon.core.outcome import Fanout, PipelineOutcome, Recorder, RunStart, Silent
 from daemon.core.stages import Ports, RunContext, Stage, StageResult
 from daemon.core.vocab import DAEMON_TRIGGERS, STAGE_CACHE_HIT, STAGE_SUCCESS
+from daemon.engine.announce import Announcer
 from daemon.engine.metrics import Metrics
 from daemon.engine.pipeline import run_stages
 from daemon.engine.progress import LogRecorder, MetricsRecorder, WarmUp
@@ -63,8 +64,8 @@ class JournalRecorder(Silent):
     Journal writes go through `writes`: while the disk is full they wait in memory, in order.
     """
 
-    def __init__(self, journal: Journal, writes: HeldWrites) -> None:
-        self.journal, self.writes = journal, writes
+    def __init__(self, journal: Journal, writes: HeldWrites, announcer: Announcer | None = None) -> None:
+        self.journal, self.writes, self.announcer = journal, writes, announcer
 
     def run_started(self, start: RunStart) -> None:
         def call(at: float) -> None:
@@ -100,12 +101,16 @@ class JournalRecorder(Silent):
         if error is not None and is_no_space(error):
             error = as_run_error(error, self.journal.path.parent)
         text = str(error) if error else None
+        notify = self.announcer.in_transaction(outcome) if self.announcer else None
 
         def call(at: float) -> None:
             self.journal.finish_run(
                 outcome.run_id, outcome.status, outcome.exit_code, outcome.failed_stage, text, outcome.f1,
                 outcome.model_version, outcome.mlflow_run_id, outcome.image_id, outcome.champion, at=at,
+                also=notify,
             )  # fmt: skip
+            if self.announcer is not None:
+                self.announcer.wake()
 
         self.writes.write("finish_run", call)
 
@@ -148,17 +153,19 @@ def daemon_recorder(
     metrics: Metrics | None,
     state_dir: Path,
     warm_up: Callable[[], object] | None = None,
+    announcer: Announcer | None = None,
 ) -> Recorder:
     """The daemon's witnesses of a run, in the order they hear of it: the JSON log line, the
     metrics, systemd's status line, the MLflow warm-up, the drift reference, then the journal row
-    (last: whoever sees the run finished there sees everything else done)."""
+    (last: whoever sees the run finished there sees everything else done), with the run's
+    notifications in the same transaction."""
     recorders: list[Recorder] = [LogRecorder()]
     if metrics is not None:
         recorders.append(MetricsRecorder(metrics))
     recorders.append(SystemdStatus(notifier))
     if warm_up is not None:
         recorders.append(WarmUp(warm_up))
-    recorders += [DriftReference(state_dir, metrics), JournalRecorder(journal, writes)]
+    recorders += [DriftReference(state_dir, metrics), JournalRecorder(journal, writes, announcer)]
     return Fanout(*recorders)
 
 
@@ -247,7 +254,9 @@ class Runner:
         except Exception as e:  # a handler's bug: the run fails, the daemon carries on
             error = self._caught(e, settings.state_dir, run_id)
             stage = current.stage
-            outcome = PipelineOutcome(run_id, {}, {}, self.clock() - started, stage, error, trigger)
+            outcome = PipelineOutcome(
+                run_id, {}, {}, self.clock() - started, stage, error, trigger, ctx.git.commit, ctx.git.subject
+            )
             if stage is not None:
                 recorder.stage_failed(run_id, stage, 0.0, error)
             recorder.run_finished(outcome)

@@ -216,7 +216,9 @@ class Journal:
         image_id: str | None = None,
         champion: bool | None = None,
         at: float | None = None,
+        also: Callable[[sqlite3.Connection, float], object] | None = None,
     ) -> None:
+        """The run's final row; `also(tx, at)` writes in the same transaction (its notifications)."""
         if status not in FINAL_STATUSES:
             raise ValueError(f"finish_run: {status!r} is not one of {', '.join(FINAL_STATUSES)}")
         with self._tx() as tx:
@@ -229,6 +231,8 @@ class Journal:
             )  # fmt: skip
             if cur.rowcount != 1:
                 raise ValueError(f"finish_run: run {run_id} is not running")
+            if also is not None:
+                also(tx, self._at(at))
 
     def recover_interrupted(self) -> list[RunRow]:
         """At start: runs left 'running' by a crash become 'interrupted', naming the stage they were in.

@@ -47,6 +47,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 4: whether the promotion gate made the run's version champion (NULL: not known, older rows)
         "ALTER TABLE runs ADD COLUMN champion INTEGER",
     ),
+    (  # 5: notifications waiting for their target (daemon/state/notifications.py); key is idempotent
+        """CREATE TABLE notifications (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL,
+            target TEXT NOT NULL, event TEXT NOT NULL, run_id TEXT NOT NULL, notice TEXT NOT NULL,
+            created_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at REAL NOT NULL,
+            last_error TEXT, delivered_at REAL, dropped_at REAL, UNIQUE (key, target))""",
+        "CREATE INDEX notifications_pending ON notifications(delivered_at, dropped_at, next_attempt_at)",
+        "CREATE TABLE notify_state (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ),
 )
 
 Causes = tuple[tuple[str, str], ...]

@@ -66,6 +66,14 @@ DAEMON_CONTRACT: dict[str, tuple[str, dict[str, frozenset[str] | None]]] = {
     "retraind_stage_cache_hits_total": ("counter", {"stage": STAGES}),
     "retraind_gate_failures_total": ("counter", {"reason": GATE_REASONS}),
     "retraind_tracking_backlog": ("gauge", {}),
+    "retraind_notification_backlog": ("gauge", {}),
+    "retraind_notifications_total": (
+        "counter",
+        {
+            "kind": frozenset({"slack", "webhook", "gitea", "gitlab", "unknown"}),
+            "outcome": frozenset({"delivered", "retry", "dropped"}),
+        },  # dropped at 0 from the start
+    ),
     "retraind_loop_errors_total": ("counter", {"reason": frozenset({"no_space", "other"})}),
     "retraind_state_no_space": ("gauge", {}),
     "retraind_journal_held_writes": ("gauge", {}),
@@ -514,6 +522,7 @@ def test_daemon_registry_labels_match_the_contract() -> None:
         "retraind_stage_cache_hits_total": {"stage": metrics.STAGES},
         "retraind_gate_failures_total": {"reason": metrics.GATE_REASONS},
         "retraind_loop_errors_total": {"reason": metrics.LOOP_ERROR_REASONS},
+        "retraind_notifications_total": {"kind": metrics.NOTIFY_KINDS, "outcome": metrics.NOTIFY_OUTCOMES},
     }
     assert {n for n, (_, labels) in DAEMON_CONTRACT.items() if any(labels.values())} == set(enums)
     for name, labels in enums.items():
