@@ -70,7 +70,7 @@ def slack_payload(notice: Notice) -> dict[str, Any]:
         blocks.append({"type": "actions", "elements": buttons})
     footer = f"retraind {notice.host}".strip()
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": footer}]})
-    return {"text": f"{notice.title}\n" + "\n".join(lines), "blocks": blocks}
+    return {"text": _mrkdwn(f"{notice.title}\n" + "\n".join(lines)), "blocks": blocks}
 
 
 def _mrkdwn(line: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -323,7 +323,10 @@ class Notice:
 
     @classmethod
     def from_json(cls, text: str) -> Notice:
-        data = json.loads(text)
+        """A notice as the journal keeps it; keys this version does not know (a newer retraind
+        wrote it) are left out rather than failing its delivery."""
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in json.loads(text).items() if k in known}
         data["reasons"] = tuple(data.get("reasons") or ())
         if data.get("data") is not None:
             d = data["data"]

@@ -8,15 +8,17 @@ import json
 import socket
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+
+import structlog
 
 from daemon.adapters.snapshot import read_manifest
 from daemon.core.config import Settings
-from daemon.core.errors import InfrastructureError
+from daemon.core.errors import InfrastructureError, RetraindError
 from daemon.core.notify import (
     INFRA_FAILED,
     STAGE_FAILED,
     TRACKING_DELIVERED,
+    DataChange,
     Notice,
     Target,
     data_change,
@@ -30,6 +32,8 @@ from daemon.core.records import REPORT_ARTIFACT, Delivery
 from daemon.core.stages import VALIDATE
 from daemon.core.vocab import CANCELLED, FAILED, GATE_REJECTED, SUCCEEDED, UP_TO_DATE
 from daemon.state.notifications import ACCEPTED, FAILING, Notifications, record_outcome
+
+log = structlog.get_logger()
 
 
 def _float(value: object) -> float | None:
@@ -91,7 +95,7 @@ class Announcer:
         self,
         outcome: PipelineOutcome,
         event: str,
-        change: Any,
+        change: DataChange | None,
         champion: bool | None,
         recovered: bool,
         at: float,
@@ -168,7 +172,11 @@ class OutboxRecorder(Silent):
         self.announcer, self.outbox = announcer, outbox
 
     def run_finished(self, outcome: PipelineOutcome) -> None:
-        self.outbox.record(
-            self.announcer.notice_for(outcome, self.outbox.journal.now()), self.announcer.route
-        )
+        """Never fails the run: a journal that cannot take the rows (a full disk) costs its notices."""
+        try:
+            notice_for = self.announcer.notice_for(outcome, self.outbox.journal.now())
+            self.outbox.record(notice_for, self.announcer.route)
+        except (RetraindError, OSError) as e:
+            log.error("notifications_not_recorded", run_id=outcome.run_id, error=str(e))
+            return
         self.announcer.wake()

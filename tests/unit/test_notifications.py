@@ -257,3 +257,38 @@ def test_status_shows_the_backlog_and_its_redacted_last_error() -> None:
     notes = {"waiting": 2, "oldest_at": 1.0, "last_error": "refused by [redacted]", "dropped": 1}
     status = {"daemon": {"up": False}, "current": None, "recent": [], "notifications": notes}
     assert "notifications: 2 waiting, 1 given up; last error: refused by [redacted]" in render_status(status)
+
+
+def test_a_notice_written_by_a_newer_retraind_is_still_delivered() -> None:
+    import json
+
+    data = json.loads(Notice(GATE_REJECTED, "r1", "gate_rejected", reasons=("x",)).to_json())
+    data["severity_score"] = 3  # a field this version does not know
+    assert Notice.from_json(json.dumps(data)) == Notice(GATE_REJECTED, "r1", "gate_rejected", reasons=("x",))
+
+
+def test_slack_text_escapes_its_control_characters() -> None:
+    from daemon.adapters.webhooks import slack_payload
+
+    body = slack_payload(Notice(GATE_REJECTED, "r1", "gate_rejected", reasons=("a <b> & c",)))
+    assert "reason: a &lt;b&gt; &amp; c" in body["text"]
+    assert "reason: a &lt;b&gt; &amp; c" in body["blocks"][1]["text"]["text"]
+
+
+def test_a_journal_that_refuses_the_rows_costs_the_notices_not_the_run(tmp_path: Path) -> None:
+    from daemon.core.outcome import PipelineOutcome
+    from daemon.engine.announce import Announcer, OutboxRecorder
+
+    class FullDisk(Notifications):
+        def record(self, notice_for, route):  # type: ignore[no-untyped-def]
+            raise OSError(28, "No space left on device")
+
+    journal = Journal.open(tmp_path / "journal.db")
+    try:
+        woken = []
+        announcer = Announcer(settings(tmp_path), [], wake=lambda: woken.append(1), host="h")
+        recorder = OutboxRecorder(announcer, FullDisk(journal))
+        recorder.run_finished(PipelineOutcome("r1", {}, {}, 1.0))  # does not raise
+        assert woken == []
+    finally:
+        journal.close()
