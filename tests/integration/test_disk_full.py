@@ -67,11 +67,12 @@ def tmpfs_state(tmp_path: Path) -> Iterator[Path]:
 def fill(directory: Path, spare: int = 0) -> Path:
     """Fill the filesystem, then give back `spare` bytes."""
     filler = directory / "filler"
-    with filler.open("wb") as out:
+    # Unbuffered: a buffered writer keeps the tail of the last short write and raises ENOSPC again
+    # when it is closed (whenever the free space was not a multiple of the chunk).
+    with filler.open("wb", buffering=0) as out:
         try:
             while True:
-                out.write(b"\0" * 65536)
-                out.flush()
+                out.write(b"\0" * 65536)  # a short write returns less; the next one raises
         except OSError as e:
             assert e.errno == errno.ENOSPC
     os.truncate(filler, max(0, filler.stat().st_size - spare))
