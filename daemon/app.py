@@ -92,7 +92,8 @@ def real_ports(settings: Settings, journal: Journal | None = None) -> Ports:
             "(then bash tools/setup-podman.sh)"
         )
     policy = GatePolicy(settings.promotion_tolerance, settings.promotion_floor, settings.mirror_stages)
-    tracker = MlflowTracker(settings.tracking_uri, settings.state_dir / "artifacts", policy=policy)
+    artifacts, lock_uri = settings.state_dir / "artifacts", settings.promotion_lock_uri
+    tracker = MlflowTracker(settings.tracking_uri, artifacts, policy=policy, lock_uri=lock_uri)
     if journal is None:
         return Ports(PodmanCli(), tracker)
     return Ports(PodmanCli(), tracker, Outbox(journal), JournalStageCache(journal))

@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from daemon.adapters.logs import adopt_library_loggers
+from daemon.adapters.promotionlock import Held, PromotionLock, redacted, scrubbed
 from daemon.adapters.statedir import sqlite_path
 from daemon.core.errors import RegistryError, RetraindError, TrackingError
 from daemon.core.promotion import (
@@ -28,6 +29,7 @@ from daemon.core.promotion import (
     Decision,
     GatePolicy,
     HistoryEntry,
+    ModelIdentity,
     VersionRow,
     decide,
     history_key,
@@ -128,8 +130,10 @@ def mlflow_boundary(tracking_uri: str, what: str = "MLflow") -> Iterator[None]:
         yield
     except RetraindError:
         raise
-    except Exception as e:
-        raise TrackingError(f"{what} at {tracking_uri} failed: {e}") from e
+    except Exception as e:  # a postgresql:// tracking URI carries a password: never in a message
+        raise TrackingError(
+            f"{what} at {redacted(tracking_uri)} failed: {scrubbed(str(e), tracking_uri)}"
+        ) from e
 
 
 def mlflow_client(tracking_uri: str, http_retries: int = 2, http_timeout_s: int = 20) -> Any:
@@ -183,7 +187,13 @@ def _utc_now() -> datetime:
 
 
 class MlflowRegistry:
-    """Aliases are the truth; stages are mirrored for dashboards; history lives in model tags."""
+    """Aliases are the truth; stages are mirrored for dashboards; history lives in model tags.
+
+    Every change of champion (the gate, promote, rollback) reads the champion, decides and moves the
+    alias holding the model's promotion lock (adapters/promotionlock.py: lock_uri, else derived
+    from the tracking URI), so daemons sharing the registry decide one after the other, each against
+    the champion the one before it left.
+    """
 
     def __init__(
         self,
@@ -191,10 +201,13 @@ class MlflowRegistry:
         http_retries: int = 2,
         http_timeout_s: int = 20,
         now: Callable[[], datetime] = _utc_now,
+        lock_uri: str = "",
+        lock: PromotionLock | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri
         self.http_retries, self.http_timeout_s = http_retries, http_timeout_s
         self.now = now
+        self.lock = lock or PromotionLock(tracking_uri, lock_uri)
 
     @contextmanager
     def _boundary(self) -> Iterator[Any]:
@@ -204,42 +217,81 @@ class MlflowRegistry:
     def apply_gate(
         self, name: str, version: str, candidate_f1: float, run_id_label: str, policy: GatePolicy
     ) -> Decision:
-        """Champion if it passes the gate, else challenger; the reason goes on the version either way."""
-        with self._boundary() as client:
+        """Champion if it passes the gate, else challenger; the reason goes on the version either way.
+
+        Holding the model's promotion lock from the read of the champion to the move of the alias.
+        The reason tag is written last: a version that has one was decided, and deciding it again (a
+        delivery sent twice) answers what was decided then instead of moving anything.
+        """
+        with self._boundary() as client, self.lock.held(name) as held:
+            mv = client.get_model_version(name, version)
+            if REASON_TAG in mv.tags:
+                return _recorded_decision(client, name, mv)
+            run_id = str(mv.run_id or "")
             champion = _alias(client, name, CHAMPION)
+            if champion == version:  # a delivery that stopped between the alias move and the reason
+                return self._finish_crowning(client, name, mv, run_id_label, policy, held)
             champion_f1 = _f1(client, name, champion) if champion is not None else None
-            decision = decide(candidate_f1, champion_f1, policy.tolerance, policy.floor, champion or "")
+            decision = decide(
+                candidate_f1,
+                champion_f1,
+                policy.tolerance,
+                policy.floor,
+                champion or "",
+                candidate=_identity(client, run_id),
+                champion_identity=_identity(client, _run_of(client, name, champion)) if champion else None,
+            )
             decision = replace(decision, against=champion, against_f1=champion_f1)
-            client.set_model_version_tag(name, version, REASON_TAG, decision.reason[:MAX_REASON_CHARS])
             if champion is not None:  # so that a run sent again reports what it was measured against
                 client.set_model_version_tag(name, version, AGAINST_TAG, champion)
                 if champion_f1 is not None:
                     client.set_model_version_tag(name, version, AGAINST_F1_TAG, repr(champion_f1))
+            held.check()  # the lock is still ours: nothing has moved yet
             if not decision.promote:
                 client.set_registered_model_alias(name, CHALLENGER, version)
-                return decision
-            run_id = str(client.get_model_version(name, version).run_id or "")
-            entry = self._entry(version, champion, "gate", run_id_label, decision.reason, run_id)
-            self._crown(client, name, entry, policy.mirror_stages)
+            else:
+                entry = self._entry(version, champion, "gate", run_id_label, decision.reason, run_id)
+                self._crown(client, name, entry, policy.mirror_stages)
+            client.set_model_version_tag(name, version, REASON_TAG, decision.reason[:MAX_REASON_CHARS])
             return decision
+
+    def _finish_crowning(
+        self, client: Any, name: str, mv: Any, by: str, policy: GatePolicy, held: Held
+    ) -> Decision:
+        """The version is champion but has no reason yet: its gate moved the alias and stopped. The
+        history entry (if it was not written) and the stages are done again; the reason last."""
+        version, run_id = str(mv.version), str(mv.run_id or "")
+        against = mv.tags.get(AGAINST_TAG)
+        against_f1 = float(mv.tags[AGAINST_F1_TAG]) if AGAINST_F1_TAG in mv.tags else None
+        mine = [h for h in self._history(client, name) if h.version == version and h.mlflow_run_id == run_id]
+        if mine:
+            reason = mine[-1].reason
+        else:
+            reason = "champion already: its gate stopped after moving the alias"
+            held.check()
+            entry = self._entry(version, against, "gate", by, reason, run_id)
+            self._crown(client, name, entry, policy.mirror_stages)
+        client.set_model_version_tag(name, version, REASON_TAG, reason[:MAX_REASON_CHARS])
+        return Decision(True, reason, against, against_f1)
 
     def promote(
         self, name: str, version: str, by: str, reason: str, mirror_stages: bool = True
     ) -> HistoryEntry:
         """A person makes `version` champion, whatever the gate said."""
-        with self._boundary() as client:
+        with self._boundary() as client, self.lock.held(name) as held:
             mv = _version(client, name, version)
             champion = _alias(client, name, CHAMPION)
             if champion == version:
                 raise RegistryError(f"{name} v{version} is already the champion")
             entry = self._entry(version, champion, "promote", by, reason, str(mv.run_id or ""))
             client.set_model_version_tag(name, version, REASON_TAG, _tag_reason(entry))
+            held.check()
             self._crown(client, name, entry, mirror_stages)
             return entry
 
     def rollback(self, name: str, by: str, reason: str, mirror_stages: bool = True) -> str:
         """Make the champion before the current one champion again; returns its version."""
-        with self._boundary() as client:
+        with self._boundary() as client, self.lock.held(name) as held:
             champion = _alias(client, name, CHAMPION)
             if champion is None:
                 raise RegistryError(f"{name} has no champion to roll back from")
@@ -252,6 +304,7 @@ class MlflowRegistry:
             mv = _version(client, name, target)
             entry = self._entry(target, champion, "rollback", by, reason, str(mv.run_id or ""))
             client.set_model_version_tag(name, target, REASON_TAG, _tag_reason(entry))
+            held.check()
             self._crown(client, name, entry, mirror_stages)
             return target
 
@@ -388,8 +441,34 @@ def _version(client: Any, name: str, version: str) -> Any:
 
 
 def _f1(client: Any, name: str, version: str) -> float | None:
-    run_id = client.get_model_version(name, version).run_id
-    return _run_f1(client, str(run_id)) if run_id else None
+    run_id = _run_of(client, name, version)
+    return _run_f1(client, run_id) if run_id else None
+
+
+def _run_of(client: Any, name: str, version: str) -> str:
+    return str(client.get_model_version(name, version).run_id or "")
+
+
+def _identity(client: Any, run_id: str) -> ModelIdentity | None:
+    """The run's predictions and data hashes; None when the run is gone or lacks them."""
+    from mlflow.exceptions import MlflowException
+
+    if not run_id:
+        return None
+    try:
+        return ModelIdentity.of(client.get_run(run_id).data.tags)
+    except MlflowException as e:
+        if e.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        return None
+
+
+def _recorded_decision(client: Any, name: str, mv: Any) -> Decision:
+    """What the gate decided for a version that has its reason: champion iff it still is."""
+    tags = mv.tags
+    champion = _alias(client, name, CHAMPION) == str(mv.version)
+    against_f1 = float(tags[AGAINST_F1_TAG]) if AGAINST_F1_TAG in tags else None
+    return Decision(champion, str(tags[REASON_TAG]), tags.get(AGAINST_TAG), against_f1)
 
 
 def _run_f1(client: Any, run_id: str) -> float | None:

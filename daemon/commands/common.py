@@ -97,7 +97,7 @@ def registry_of(settings: Settings) -> Any:
     """The MLflow Model Registry the settings name (MLflow is imported here, not before)."""
     from daemon.adapters.registry import MlflowRegistry
 
-    return MlflowRegistry(settings.tracking_uri)
+    return MlflowRegistry(settings.tracking_uri, lock_uri=settings.promotion_lock_uri)
 
 
 def person() -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from daemon.adapters.control import request
 from daemon.adapters.proc import run_cmd
+from daemon.adapters.promotionlock import lock_target, redacted
 from daemon.commands.common import command, settings_of
 from daemon.core.config import Settings
 from daemon.core.errors import EXIT_CONFIG, EXIT_OK, ConfigError, InfrastructureError
@@ -105,6 +106,32 @@ def check_tracking(s: Settings) -> list[Check]:
     return [Check("MLflow", writable, f"embedded store in {s.state_dir}", f"chown -R $USER {s.state_dir}")]
 
 
+def check_promotion_lock(s: Settings) -> list[Check]:
+    """Several daemons on one registry need the promotion lock; an http server has none of its own.
+    Warning only: one daemon on a server is safe without it."""
+    try:
+        target = lock_target(s.tracking_uri, s.promotion_lock_uri)
+    except ConfigError as e:
+        return [Check("promotion lock", False, str(e), "fix promotion_lock_uri", warning_only=True)]
+    if target is not None:
+        return [Check("promotion lock", True, target.shown)]
+    server = redacted(s.tracking_uri)
+    kind = "a server" if server.startswith(("http://", "https://")) else "neither PostgreSQL nor SQLite"
+    return [
+        Check(
+            "promotion lock",
+            False,
+            f"none: MLflow at {server} is {kind}, so the gate's champion read and alias move are not"
+            " locked; one daemon on it is safe, several daemons on that server need"
+            " promotion_lock_uri = MLflow's backend database",
+            "set promotion_lock_uri (RETRAIND_PROMOTION_LOCK_URI) to the server's backend store URI,"
+            " e.g. postgresql://USER:PASSWORD@HOST:5432/mlflow, on every daemon",
+            warning_only=True,
+        )
+    ]
+
+
+
 def check_disk(s: Settings) -> list[Check]:
     s.state_dir.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(s.state_dir).free
@@ -185,6 +212,7 @@ CHECKS: tuple[Callable[[Settings], list[Check]], ...] = (
     check_rootless,
     check_inotify,
     check_tracking,
+    check_promotion_lock,
     check_disk,
     check_inputs,
     check_notify,

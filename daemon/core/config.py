@@ -59,6 +59,11 @@ class Settings:
     promotion_tolerance: float = 0.0  # e.g. 0.005 lets a retrain on fresh data win a near tie
     promotion_floor: float = 0.0  # operators should set a real floor (e.g. 0.6); 0 suits tiny samples
     mirror_stages: bool = True  # also move MLflow stages: champion Production, replaced one Archived
+    # Several daemons on one registry: the gate's read of the champion and its move of the alias hold
+    # a PostgreSQL advisory lock on this database (MLflow's backend: postgresql://user:pw@host/db).
+    # "" = derived: a postgresql tracking_uri is itself the lock, a sqlite one a file lock beside it;
+    # an http tracking server without it is safe for one daemon only (`retraind doctor` says so).
+    promotion_lock_uri: str = ""
     reproduce_tolerance: float = 1e-7  # `reproduce`: relative difference of model parameters still equivalent
     # Training parameters live in the repository's params.toml (daemon/core/params.py); these override it
     seed: int | None = None

@@ -8,9 +8,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from daemon.core.records import PREDICTIONS_TAG
+
 F1_METRIC = "f1_score_weighted"
 ACTIONS = ("gate", "promote", "rollback")  # the ways a version becomes champion
 HISTORY_PREFIX = "retraind.history."  # registered-model tags: one JSON HistoryEntry each
+DATA_SHA256_TAG = "retraind.data.sha256"  # the run tag of the data manifest's hash (handlers/register.py)
 
 
 @dataclass(frozen=True)
@@ -30,14 +33,34 @@ class Decision:
     against_f1: float | None = None  # that champion's weighted F1
 
 
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What a version does, as its run's tags say: the hash of its predictions on the test split,
+    and the hash of the data (manifest) it was trained and tested on."""
+
+    predictions_sha256: str
+    data_sha256: str
+
+    @classmethod
+    def of(cls, tags: Mapping[str, str]) -> ModelIdentity | None:
+        """From a run's tags; None when either is missing (a run from before, or not retraind's)."""
+        predictions, data = str(tags.get(PREDICTIONS_TAG, "")), str(tags.get(DATA_SHA256_TAG, ""))
+        return cls(predictions, data) if predictions and data else None
+
+
 def decide(
     candidate_f1: float,
     champion_f1: float | None,
     tolerance: float,
     floor: float,
     champion_version: str = "",
+    *,
+    candidate: ModelIdentity | None = None,
+    champion_identity: ModelIdentity | None = None,
 ) -> Decision:
-    """Promote iff the candidate is above the floor and not worse than the champion minus tolerance."""
+    """Promote iff the candidate is above the floor, is not the champion's model over again
+    (the same predictions on the same data: a retraining of the same inputs, or a second daemon's
+    training of them), and is not worse than the champion minus tolerance."""
     if math.isnan(candidate_f1):
         return Decision(False, "no weighted F1 recorded for this version")
     if not candidate_f1 > floor:
@@ -45,6 +68,12 @@ def decide(
     if not champion_version and champion_f1 is None:
         return Decision(True, "no champion yet")
     champion = f"champion v{champion_version}" if champion_version else "the champion"
+    if candidate is not None and candidate == champion_identity:
+        return Decision(
+            False,
+            f"the same model as {champion}: identical predictions (sha256"
+            f" {candidate.predictions_sha256[:12]}) on the same data (sha256 {candidate.data_sha256[:12]})",
+        )
     if champion_f1 is None or math.isnan(champion_f1):
         return Decision(True, f"{champion} has no weighted F1 to compare with")
     bar = f"{champion}'s {champion_f1:.4f} - tolerance {tolerance:.4f}"

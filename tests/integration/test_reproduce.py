@@ -121,7 +121,10 @@ def test_two_trainings_in_separate_processes_and_containers_are_identical(
     assert one.info.run_id != two.info.run_id
     assert identity(one) == identity(two)
     assert len(identity(one)[0]) == 64 and identity(one)[2]["f1_score_weighted"] > 0.5
-    assert forced["model_version"] == "2" and project.champion() == "2"  # equal F1 passes a zero tolerance
+    # The same model over again (the same predictions on the same data) never replaces the champion.
+    assert forced["model_version"] == "2" and forced["champion"] is False and project.champion() == "1"
+    reason = project.client.get_model_version(MODEL, "2").tags["retraind.promotion.reason"]
+    assert reason.startswith("the same model as champion v1: identical predictions (sha256 "), reason
 
 
 def test_reproduce_rebuilds_a_registered_run_identically(project: Project, first: dict[str, Any]) -> None:
@@ -138,7 +141,7 @@ def test_a_parameter_commit_trains_a_worse_model_that_is_not_promoted_and_the_ol
     worse = project.run()
     assert worse["cached_stages"] == ["build", "validate", "preprocess"]  # only train and register ran
     assert worse["model_version"] == "3" and worse["champion"] is False
-    assert project.champion() == "2"
+    assert project.champion() == "1"
     version = project.client.get_model_version(MODEL, "3")
     assert version.tags["retraind.promotion.reason"].startswith("weighted F1 0.")
     assert str(project.client.get_model_version_by_alias(MODEL, "challenger").version) == "3"
@@ -157,17 +160,17 @@ def test_promote_and_rollback_move_the_champion_and_are_in_the_history(project: 
     assert project.champion() == "3"
     rolled = project.retraind("rollback", "--reason", "v3 misclassifies sarcasm")
     assert rolled.returncode == 0, rolled.stderr
-    assert project.champion() == "2"
+    assert project.champion() == "1"  # v2, the same model as v1, was never champion
     models = json.loads(project.retraind("models").stdout)
     history = [(h["action"], h["version"], h["previous"], h["reason"]) for h in models["history"]]
     assert history[:2] == [
-        ("rollback", "2", "3", "v3 misclassifies sarcasm"),
-        ("promote", "3", "2", "the smaller C generalises better on new data"),
+        ("rollback", "1", "3", "v3 misclassifies sarcasm"),
+        ("promote", "3", "1", "the smaller C generalises better on new data"),
     ]
-    assert [h["action"] for h in models["history"]][2:] == ["gate", "gate"]
+    assert [h["action"] for h in models["history"]][2:] == ["gate"]
     assert all("@" in h["by"] for h in models["history"][:2])
     stages = {v["version"]: v["current_stage"] for v in models["versions"]}
-    assert stages["2"] == "Production" and stages["3"] == "Archived"
+    assert stages["1"] == "Production" and stages["3"] == "Archived"
 
 
 def test_reproduce_uses_the_run_snapshot_after_the_data_directory_changed(
@@ -187,7 +190,10 @@ def test_retention_keeps_the_newest_runs_and_the_registry_s_and_the_champion_sti
     project: Project, first: dict[str, Any]
 ) -> None:
     """30 runs in all (4 before, a data change, 25 with nothing changed) under keep_runs = 3."""
-    changed = project.run(keep_runs="3")  # the appended row: a new model version
+    # The appended row: a new model version. --force: this run (challenger, so kept) then holds every
+    # stage's cache entry; the build's would otherwise stay with v2's run, which no alias keeps any
+    # more (v2 is the same model as v1), and the next runs would rebuild once that run is collected.
+    changed = project.run("--force", keep_runs="3")
     assert changed["outcome"] == "success"
     for _ in range(25):
         assert project.run(keep_runs="3")["outcome"] == "up_to_date"
@@ -197,7 +203,8 @@ def test_retention_keeps_the_newest_runs_and_the_registry_s_and_the_champion_sti
     }
     pinned = {project.mlflow_run_by_id(r).data.tags["retraind.run_id"] for r in aliased}
     assert len(runs) == 3 + len(pinned - set(runs[-3:])), runs
-    assert pinned <= set(runs) and first["run_id"] not in runs  # v1 holds no alias any more
+    unaliased = project.mlflow_run_by_id(project.client.get_model_version(MODEL, "2").run_id)
+    assert pinned <= set(runs) and unaliased.data.tags["retraind.run_id"] not in runs  # v2 holds no alias
     # No stage-cache entry points at a collected run, and every kept run's objects are stored.
     import sqlite3
 

@@ -61,6 +61,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory, podman_ready: None) -> Lab:
     return lab
 
 
+def another_model(seed: str) -> dict[str, str]:
+    """A retraining the gate crowns: another seed (another split, other predictions: not the
+    champion's model over again), and a tolerance that lets any F1 through."""
+    return {"RETRAIND_SEED": seed, "RETRAIND_PROMOTION_TOLERANCE": "1"}
+
+
 def finished(lines: list[dict[str, Any]]) -> dict[str, Any]:
     return next(e for e in lines if e.get("event") == "run_finished")
 
@@ -293,7 +299,8 @@ def test_the_served_version_follows_gate_promote_and_rollback_with_no_failed_req
     client = Client(serving.url)
     try:
         client.wait_version("1", time.monotonic() - 5, 30)
-        code, lines, output = lab.retraind("run", "--json", "--force")  # retrained: the gate crowns v2
+        # retrained with another seed (the same model over again would stay challenger); crowned
+        code, lines, output = lab.retraind("run", "--json", "--force", **another_model("7"))
         assert code == 0 and finished(lines)["model_version"] == "2" and finished(lines)["champion"], output
         moved = time.monotonic()
         followed = [client.wait_version("2", moved, SWITCH_DEADLINE_S)]
@@ -389,7 +396,7 @@ def test_a_champion_whose_image_is_missing_is_not_served_and_the_old_one_keeps_a
 def test_a_champion_whose_model_fails_to_load_is_not_served_and_its_error_is_shown(
     lab: Lab, serving: Serving
 ) -> None:
-    code, lines, output = lab.retraind("run", "--json", "--force")  # a fresh champion to serve
+    code, lines, output = lab.retraind("run", "--json", "--force", **another_model("8"))  # a fresh champion
     assert code == 0, output
     newest = finished(lines)["model_version"]
     serving.wait_serving(newest, READY_DEADLINE_S)
@@ -416,7 +423,7 @@ def test_a_champion_that_predicts_otherwise_than_its_registered_run_is_not_serve
 ) -> None:
     from mlflow.tracking import MlflowClient
 
-    code, lines, output = lab.retraind("run", "--json", "--force")
+    code, lines, output = lab.retraind("run", "--json", "--force", **another_model("9"))
     assert code == 0, output
     newest = finished(lines)["model_version"]
     checked = serving.wait_log(lambda e: e.get("event") == "serve_checked" and e["version"] == newest, 120)
