@@ -35,6 +35,7 @@ from daemon.adapters.notify import Notifier
 from daemon.adapters.notifyfile import load_targets
 from daemon.adapters.podman import PodmanCli
 from daemon.adapters.registry import MlflowRegistry, preload_mlflow
+from daemon.adapters.slurm import JobEvent, SlurmExecutor
 from daemon.adapters.snapshot import object_store, scan, take_snapshot
 from daemon.adapters.tracking import MlflowTracker
 from daemon.adapters.watch import RawEvent, Watcher
@@ -49,7 +50,8 @@ from daemon.core.params import load_params
 from daemon.core.promotion import GatePolicy
 from daemon.core.records import Delivery
 from daemon.core.runqueue import RunQueue
-from daemon.core.stages import Ports, RunContext, Stage
+from daemon.core.stages import ContainerRunner, Ports, RunContext, Stage
+from daemon.core.vocab import SLURM
 from daemon.engine.announce import Announcer, OutboxRecorder
 from daemon.engine.courier import Courier
 from daemon.engine.metrics import Metrics, start_metrics_server
@@ -80,9 +82,60 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
-def remove_run_containers(run_id: str) -> list[str]:
-    """After an interruption: no container of this run may outlive it."""
-    return PodmanCli().stop_labelled(run_label(run_id))
+def remove_run_containers(settings: Settings, run_id: str) -> list[str]:
+    """After an interruption: no container (or Slurm job) of this run may outlive it."""
+    return container_runner(settings).stop_labelled(run_label(run_id), settings.stop_timeout_s)
+
+
+def container_runner(settings: Settings, journal: Journal | None = None) -> ContainerRunner:
+    """The executor the settings choose: podman here, or a Slurm job per stage container (its jobs
+    in the log lines and, for the daemon, in the journal)."""
+    local = PodmanCli(stop_timeout_s=settings.stop_timeout_s)
+    if settings.executor != SLURM:
+        return local
+    missing = [tool for tool in ("sbatch", "squeue", "scancel", "scontrol") if shutil.which(tool) is None]
+    if missing:
+        raise ConfigError(
+            f'executor = "slurm" but {", ".join(missing)} is not on PATH: install Slurm\'s client '
+            "commands (Debian: slurm-client) and its configuration (/etc/slurm/slurm.conf or "
+            'SLURM_CONF), or set executor = "local"'
+        )
+    return SlurmExecutor(settings.slurm, local, settings.stage_timeout_s, on_job=JobLedger(journal))
+
+
+class JobLedger:
+    """Where a Slurm job's submission and end are told: a log line each, and the journal's row."""
+
+    def __init__(self, journal: Journal | None) -> None:
+        self.journal = journal
+
+    def __call__(self, event: JobEvent) -> None:
+        log = structlog.get_logger()
+        state = event.state
+        if state is None:
+            log.info("slurm_job_submitted", run_id=event.run_id, stage=event.stage, job_id=event.job_id)
+        else:
+            log.info(
+                "slurm_job_ended",
+                run_id=event.run_id,
+                stage=event.stage,
+                job_id=event.job_id,
+                state=state.state,
+                reason=state.reason,
+                node=state.node,
+                exit_code=state.exit_code,
+            )
+        if self.journal is None:
+            return
+        try:
+            if state is None:
+                self.journal.job_submitted(event.job_id, event.name, event.run_id, event.stage)
+            else:
+                self.journal.job_ended(
+                    event.job_id, event.name, state.state, state.reason, state.node, state.exit_code
+                )
+        except RetraindError as e:  # a full disk: the log line stands; the run goes on
+            log.warning("slurm_job_unrecorded", job_id=event.job_id, error=str(e))
 
 
 def real_ports(settings: Settings, journal: Journal | None = None) -> Ports:
@@ -94,9 +147,10 @@ def real_ports(settings: Settings, journal: Journal | None = None) -> Ports:
     policy = GatePolicy(settings.promotion_tolerance, settings.promotion_floor, settings.mirror_stages)
     artifacts, lock_uri = settings.state_dir / "artifacts", settings.promotion_lock_uri
     tracker = MlflowTracker(settings.tracking_uri, artifacts, policy=policy, lock_uri=lock_uri)
+    containers = container_runner(settings, journal)
     if journal is None:
-        return Ports(PodmanCli(), tracker)
-    return Ports(PodmanCli(), tracker, Outbox(journal), JournalStageCache(journal))
+        return Ports(containers, tracker)
+    return Ports(containers, tracker, Outbox(journal), JournalStageCache(journal))
 
 
 def prepare_run(settings: Settings, run_id: str, trigger: str | None = None) -> RunContext:

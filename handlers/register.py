@@ -24,6 +24,7 @@ from daemon.core.records import (
     IMAGE_TAG,
     OUTCOME_TAG,
     RUN_ID_TAG,
+    SLURM_JOBS_TAG,
     RunRecord,
 )
 from daemon.core.registration import KEY_TAG, registered
@@ -37,8 +38,9 @@ WEIGHTED = ("precision_weighted", "recall_weighted", F1_METRIC)  # train.py's me
 # train.py's identity.json keys -> the run tags that carry them (`retraind reproduce` compares these)
 
 
-def provenance_tags(ctx: RunContext) -> dict[str, str]:
-    """Everything needed to trace the model back to code, data, environment and trigger."""
+def provenance_tags(ctx: RunContext, placements: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Everything needed to trace the model back to code, data, environment and trigger; with the
+    Slurm executor, the job of each stage container (`placements`: container name -> job ID)."""
     tags = {
         "mlflow.source.git.commit": ctx.git.commit,
         RUN_ID_TAG: ctx.run_id,
@@ -64,6 +66,11 @@ def provenance_tags(ctx: RunContext) -> dict[str, str]:
         identity = ctx.results["train"].outputs.get("identity", {})
         tags.update({IDENTITY_TAGS[k]: v for k, v in identity.items() if k in IDENTITY_TAGS})
     tags.update({f"retraind.cache_key.{k}": r.cache_key for k, r in ctx.results.items() if r.cache_key})
+    tags["retraind.executor"] = ctx.settings.executor
+    if placements:
+        prefix = f"retraind-{ctx.run_id}-"
+        jobs = (f"{name.removeprefix(prefix)}={job}" for name, job in sorted(placements.items()))
+        tags[SLURM_JOBS_TAG] = ",".join(jobs)
     return tags
 
 
@@ -92,9 +99,11 @@ def validation_dirs(ctx: RunContext) -> dict[str, Path]:
     return {"validation": validate_dir} if validate_dir.is_dir() else {}
 
 
-def failure_record(ctx: RunContext, stage: str, error: RetraindError) -> RunRecord:
+def failure_record(
+    ctx: RunContext, stage: str, error: RetraindError, placements: Mapping[str, str] | None = None
+) -> RunRecord:
     """The MLflow run of a pipeline that stopped: FAILED, with the reason and the gate's reports."""
-    tags = provenance_tags(ctx) | {
+    tags = provenance_tags(ctx, placements) | {
         OUTCOME_TAG: type(error).__name__,
         "retraind.failed_stage": stage,
         FAILURE_TAG: str(error)[:5000],
@@ -217,7 +226,8 @@ class Register:
             status="FINISHED",
             params=params,
             metrics=train["metrics"],
-            tags=provenance_tags(ctx) | {OUTCOME_TAG: "success", KEY_TAG: self.cache_key(ctx, ports)},
+            tags=provenance_tags(ctx, ports.containers.placements(ctx.run_id))
+            | {OUTCOME_TAG: "success", KEY_TAG: self.cache_key(ctx, ports)},
             artifact_dirs={"": train_dir / "artifacts", "provenance": provenance_dir(ctx)}
             | validation_dirs(ctx),
             model_dir=train_dir / "model",

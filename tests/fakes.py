@@ -67,6 +67,9 @@ class FakeContainers:
         self.stopped.append(label)
         return []
 
+    def placements(self, run_id: str) -> dict[str, str]:
+        return {}
+
 
 @dataclass
 class FakeTracker:

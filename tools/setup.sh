@@ -17,7 +17,14 @@ APT_PACKAGES=(podman runc catatonit uidmap slirp4netns mmdebstrap debootstrap py
 # packages also start system services on 5432, 9090 and 9093/9094, which the tests never use).
 # No install fails for want of systemd: without it, invoke-rc.d skips the start where there is no
 # runlevel (a container) or policy-rc.d denies it; under systemd, postinst ignores a failed start.
-DEV_APT_PACKAGES=(systemd postgresql prometheus prometheus-alertmanager)
+# slurm-wlm (slurmctld, slurmd, slurm-client: sbatch, srun, squeue, scancel, scontrol, sinfo) and
+# munge: the tests start their own single-node cluster and munged as the test's user, on free ports
+# and a private socket (tests/integration/slurm.py), never the system's. Their postinst runs
+# invoke-rc.d, skipped as above without systemd. Under systemd, munge.service starts a system
+# munged (/run/munge, with the /etc/munge/munge.key postinst makes), which the tests never use, and
+# slurmctld/slurmd.service are enabled but skipped, not failed, without /etc/slurm/slurm.conf
+# (ConditionPathExists), which nothing here writes: no system slurmctld or slurmd runs.
+DEV_APT_PACKAGES=(systemd postgresql prometheus prometheus-alertmanager slurm-wlm munge)
 mode=run
 case "${1:-}" in
   "") ;;

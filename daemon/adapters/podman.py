@@ -146,6 +146,10 @@ class PodmanCli:
             run_cmd(("podman", "rm", "-f", "--ignore", *ids), timeout=120)
         return ids
 
+    def placements(self, run_id: str) -> dict[str, str]:
+        """Every container ran here: nothing to say."""
+        return {}
+
     def save(self, ref: str, archive: Path) -> None:
         """`podman save` one image, with its name, to a docker-archive (load keeps the image ID)."""
         result = run_cmd(save_argv(ref, archive), timeout=1800)

@@ -131,6 +131,103 @@ def check_promotion_lock(s: Settings) -> list[Check]:
     ]
 
 
+SHARED_FILESYSTEMS = (
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smb3",
+    "lustre",
+    "gpfs",
+    "ceph",
+    "fuse.ceph",
+    "beegfs",
+    "glusterfs",
+)
+
+
+def _filesystem(path: Path) -> str:
+    """The type of the filesystem path is on (the longest mount point of /proc/mounts above it)."""
+    best, kind = "", "unknown"
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return kind
+    target = str(path.resolve()) if path.exists() else str(path)
+    for line in mounts:
+        fields = line.split()
+        if len(fields) >= 3:
+            point = fields[1].replace("\\040", " ")
+            inside = target == point or target.startswith(point.rstrip("/") + "/")
+            if inside and len(point) > len(best):
+                best, kind = point, fields[2]
+    return kind
+
+
+def check_executor(s: Settings) -> list[Check]:
+    """Where the stages run; for Slurm: its commands, its controller, the partitions the settings
+    name, the image directory, and whether the state directory can be shared with the nodes."""
+    if s.executor != "slurm":
+        return [Check("executor", True, "local: the stages' containers run on this machine")]
+    missing = [tool for tool in ("sbatch", "squeue", "scancel", "scontrol") if shutil.which(tool) is None]
+    if missing:
+        fix = (
+            "sudo apt-get install slurm-client, and Slurm's configuration (/etc/slurm/slurm.conf, SLURM_CONF)"
+        )
+        return [Check("executor", False, f"slurm, but {', '.join(missing)} not on PATH", fix)]
+    checks = []
+    conf = os.environ.get("SLURM_CONF", "")
+    if conf and not Path(conf).is_file():  # scontrol would retry for a minute before it says so
+        up, detail = False, f"SLURM_CONF={conf}: no such file"
+    else:
+        try:
+            ping = run_cmd(("scontrol", "ping"), timeout=30)
+            up = ping.returncode == 0 and "UP" in ping.stdout
+            detail = (ping.stdout.strip() or ping.tail(2) or "no answer").splitlines()[0]
+        except InfrastructureError as e:  # no answer within the timeout
+            up, detail = False, str(e)
+    checks.append(
+        Check(
+            "slurm controller", up, detail, "start slurmctld, or point SLURM_CONF at the cluster's slurm.conf"
+        )
+    )
+    if up:
+        found = run_cmd(("sinfo", "--noheader", "--format=%R"), timeout=30)
+        known = set(found.stdout.split())
+        named = sorted({o.partition for o in (s.slurm.defaults, *s.slurm.per_stage.values()) if o.partition})
+        unknown = [p for p in named if p not in known]
+        checks.append(
+            Check(
+                "slurm partitions",
+                not unknown,
+                f"{', '.join(named) or 'the cluster default'}"
+                + (f"; not in this cluster: {', '.join(unknown)}" if unknown else ""),
+                f"name partitions `sinfo` shows in [slurm] / [slurm.<stage>]: {', '.join(sorted(known))}",
+            )
+        )
+    if s.slurm.image_dir is not None:
+        image_dir = s.slurm.image_dir
+        usable = image_dir.is_dir() and os.access(image_dir, os.W_OK)
+        checks.append(
+            Check("slurm image_dir", usable, str(image_dir), f"mkdir -p {image_dir} on the shared filesystem")
+        )
+    kind = _filesystem(s.state_dir)
+    shared = kind in SHARED_FILESYSTEMS
+    checks.append(
+        Check(
+            "state directory for the nodes",
+            shared,
+            f"{s.state_dir} is on {kind}"
+            + (
+                ""
+                if shared
+                else ": the nodes must see it at the same path (fine when this machine is the only node)"
+            ),
+            "put state_dir on NFS or another filesystem the nodes mount at the same path (docs/scale-out.md)",
+            warning_only=True,
+        )
+    )
+    return checks
+
 
 def check_disk(s: Settings) -> list[Check]:
     s.state_dir.mkdir(parents=True, exist_ok=True)
@@ -213,6 +310,7 @@ CHECKS: tuple[Callable[[Settings], list[Check]], ...] = (
     check_inotify,
     check_tracking,
     check_promotion_lock,
+    check_executor,
     check_disk,
     check_inputs,
     check_notify,

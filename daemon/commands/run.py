@@ -51,7 +51,7 @@ def main(args: argparse.Namespace, json_lines: bool) -> int:
         recorder = Fanout(shown, MetricsRecorder(metrics))
         outcome = run_once(settings, recorder, run_id=run_id, use_cache=not args.force)
     except KeyboardInterrupt:
-        removed = remove_run_containers(run_id)
+        removed = remove_run_containers(settings, run_id)
         log.warning("run_interrupted", run_id=run_id, containers_removed=len(removed))
         return EXIT_INTERRUPTED
     metrics.state_bytes.set(tree_bytes(settings.state_dir))

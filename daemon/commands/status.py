@@ -14,6 +14,7 @@ from daemon.commands.common import command, settings_of
 from daemon.core.config import Settings
 from daemon.core.errors import EXIT_OK, InfrastructureError
 from daemon.state.journal import Journal, RunRow
+from daemon.state.journal_schema import JobRow
 from daemon.state.notifications import Notifications
 from daemon.state.retention import run_dirs_newest_first, tree_bytes
 from daemon.state.serve_status import read_status
@@ -32,6 +33,10 @@ def _run_fields(run: RunRow) -> dict[str, Any]:
         "failed_stage": run.failed_stage,
         "error": run.error,
     }
+
+
+def _job_fields(job: JobRow) -> dict[str, Any]:
+    return {"job_id": job.job_id, "stage": job.stage, "state": job.state or "submitted", "node": job.node}
 
 
 def disk_use(settings: Settings) -> dict[str, Any]:
@@ -70,6 +75,7 @@ def collect_status(settings: Settings, n: int, now: float | None = None) -> dict
                 "stage": stage.stage if stage else None,
                 "stage_elapsed_s": round(now - stage.started_at, 1) if stage else None,
                 "elapsed_s": round(now - current.started_at, 1) if current.started_at else None,
+                "slurm_jobs": [_job_fields(j) for j in journal.jobs(current.run_id)],
             }
         return {
             "daemon": daemon,
@@ -107,6 +113,9 @@ def render_status(status: dict[str, Any]) -> str:
         else f"current: run {c['run_id']} ({c['trigger']}), stage {c['stage']} for {c['stage_elapsed_s']} s,"
         f" {c['elapsed_s']} s in all"
     )
+    if c is not None and c.get("slurm_jobs"):
+        jobs = (f"{j['job_id']} ({j['stage']}, {j['state']})" for j in c["slurm_jobs"])
+        lines.append(f"slurm jobs: {', '.join(jobs)}")
     if disk := status.get("disk"):
         free = f", {disk['free_bytes'] / 1e9:,.1f} GB free" if disk["free_bytes"] is not None else ""
         lines.append(

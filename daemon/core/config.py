@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from daemon.core.errors import ConfigError
-from daemon.core.vocab import TRIGGERS
+from daemon.core.slurm import SlurmOptions, slurm_options
+from daemon.core.vocab import EXECUTORS, TRIGGERS
 
 ENV_PREFIX = "RETRAIND_"
 DEFAULT_LABELS = ("negative", "neutral", "positive")
@@ -75,6 +76,10 @@ class Settings:
         "Haswell"  # OPENBLAS_CORETYPE: AVX2 + FMA, every x86-64 server since 2013; "" = by CPU
     )
     blas_threads: int = 1  # OPENBLAS_NUM_THREADS; 0 = one per core
+    # Where the stages' containers run: "local" (podman on this machine) or "slurm" (one Slurm job
+    # per container, options per stage in the [slurm] table: daemon/core/slurm.py, docs/scale-out.md)
+    executor: str = "local"
+    slurm: SlurmOptions = dataclasses.field(default_factory=SlurmOptions)
     build_timeout_s: float = 3600.0
     stage_timeout_s: float = 3600.0
     stop_timeout_s: float = 10.0
@@ -139,6 +144,8 @@ def _coerce(name: str, value: Any, cwd: Path, home: Path) -> Any:
     try:
         if kind == "Path":
             return absolute_path(value, cwd, home)
+        if kind == "SlurmOptions":
+            return value if isinstance(value, SlurmOptions) else slurm_options(value, cwd, home)
         if kind == "float":
             return float(value)
         if kind == "int":
@@ -246,6 +253,8 @@ def _validated(s: Settings) -> Settings:
         _check_cron(expression)
     if not 0 < s.serve_port < 65536 or s.serve_max_body_bytes <= 0 or s.serve_max_texts <= 0:
         raise ConfigError("serve_port must be 1-65535 and serve_max_body_bytes, serve_max_texts positive")
+    if s.executor not in EXECUTORS:
+        raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}, got {s.executor!r}")
     if s.trigger not in TRIGGERS:
         raise ConfigError(f"trigger must be one of {', '.join(TRIGGERS)}, got {s.trigger!r}")
     return s

@@ -43,6 +43,11 @@ class TrackingError(InfrastructureError):
     pass
 
 
+class LostWorkError(InfrastructureError):
+    """The machine running a stage went away under it (a Slurm node failure, a preemption): not
+    the stage's fault; the daemon retries the run once, as it does a run a crash interrupted."""
+
+
 class RegistryError(RetraindError):
     """A registry request that cannot be done: an unknown model or version, nothing to roll back to."""
 

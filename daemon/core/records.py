@@ -14,6 +14,7 @@ RUN_ID_TAG = "retraind.run_id"
 # The provenance tags more than one module reads or writes (handlers/register.py writes them all).
 COMMIT_TAG, DIRTY_TAG, IMAGE_TAG = "retraind.git.commit", "retraind.git.dirty", "retraind.image.id"
 OUTCOME_TAG, FAILURE_TAG = "retraind.outcome", "retraind.failure"
+SLURM_JOBS_TAG = "retraind.slurm.jobs"  # the Slurm job of each stage container: "train=1234,..."
 MODEL_SHA256_TAG, PREDICTIONS_TAG = "retraind.model.sha256", "retraind.predictions.sha256"
 # The per-version report the tracker logs with every registered version (a page for a browser), and
 # its figures as JSON next to it.

@@ -26,3 +26,7 @@ STAGE_OUTCOMES = (STAGE_SUCCESS, STAGE_FAILURE, STAGE_CANCELLED, STAGE_CACHE_HIT
 # of these names it); "ci" is only a flag of a one-shot `retraind run`.
 DAEMON_TRIGGERS = ("commit", "data", "manual", "schedule", "rescan")
 TRIGGERS = (*DAEMON_TRIGGERS, "ci")
+
+# Where the stages' containers run (Settings.executor): podman on this machine, or one Slurm job each.
+LOCAL, SLURM = "local", "slurm"
+EXECUTORS = (LOCAL, SLURM)

@@ -89,6 +89,7 @@ def _record_failure(ctx: RunContext, stage: str, error: RetraindError, ports: Po
     if isinstance(error, TrackingError):
         return
     try:
-        ports.tracker.record(failure_record(ctx, stage, error), ctx.settings.model_name)
+        record = failure_record(ctx, stage, error, ports.containers.placements(ctx.run_id))
+        ports.tracker.record(record, ctx.settings.model_name)
     except TrackingError as e:
         log.warning("failure_record_failed", run_id=ctx.run_id, stage=stage, error=str(e))

@@ -21,16 +21,17 @@ from daemon.adapters.notify import Notifier
 from daemon.adapters.watch import RawEvent, close_events_available
 from daemon.core.config import Settings
 from daemon.core.debounce import Cause, Debouncer, FileState, PipelineEvent
-from daemon.core.errors import InfrastructureError
+from daemon.core.errors import InfrastructureError, LostWorkError
 from daemon.core.jobs import run_label
 from daemon.core.nospace import is_no_space
-from daemon.core.outcome import Recorder
+from daemon.core.outcome import Fanout, PipelineOutcome, Recorder, Silent
 from daemon.core.records import Delivery
 from daemon.core.runqueue import Admission, RunQueue
 from daemon.core.stages import Outbox
 from daemon.engine.metrics import Metrics
 from daemon.engine.worker import Queued, Runner
 from daemon.state.journal import Journal
+from daemon.state.journal_schema import MAX_ATTEMPTS
 
 log = structlog.get_logger()
 # Libraries an idle daemon should not hold (tens of MB each): loaded when a run needs them.
@@ -267,6 +268,8 @@ class Service:
         elif ev.kind == "reconcile":
             self.reconcile("periodic")
             self._next_flush_check = now  # and a look at the outbox (a one-shot run may have filled it)
+        elif ev.kind == "run_lost":
+            self._retry_lost(ev.name)
         elif ev.kind == "run_finished":
             self._finished(ev.name)
 
@@ -324,10 +327,14 @@ class Service:
         self._cancel_reason = None if not self.stopping.is_set() else self._cancel_reason
 
         def work() -> None:
+            lost = _LostWork()
+            recorder = Fanout(self.recorder, lost)
             try:  # never raises on purpose: every outcome is a journal row and a run_finished line
-                self.runner.execute(item, run_id, self.settings, self.recorder, lambda: self._cancel_reason)
+                self.runner.execute(item, run_id, self.settings, recorder, lambda: self._cancel_reason)
             except Exception as e:  # the run thread's boundary: log once, count, carry on
                 self._loop_error(f"run {run_id}", e)
+            if lost.error is not None and self._cancel_reason is None:
+                self.raw.put(RawEvent("run_lost", run_id))
             try:
                 self.hooks.collect(self.settings)  # retention: between runs, never during one
             except Exception as e:
@@ -401,6 +408,21 @@ class Service:
             args=(run_label(run_id), self.settings.stop_timeout_s),
             daemon=True,
         ).start()
+
+    def _retry_lost(self, run_id: str) -> None:
+        """A run whose stage lost its machine (daemon/core/errors.LostWorkError) is retried once,
+        as a run a crash interrupted is."""
+        run = self.journal.get_run(run_id)
+        if run is None:
+            return
+        if run.attempt >= MAX_ATTEMPTS:
+            why = f"its machine was lost twice: {run.error}"
+            log.error("run_not_retried", run_id=run_id, attempt=run.attempt, reason=why)
+            return
+        log.warning("run_lost_retry", run_id=run_id, error=run.error, retry=True)
+        now = self.clock()
+        causes = frozenset(Cause(s, d) for s, d in run.causes)
+        self.admit(PipelineEvent(causes, now, now), attempt=run.attempt + 1, retry_of=run.run_id)
 
     def _recover(self) -> None:
         """Runs a crash left 'running': interrupted, containers gone, MLflow ended, retried once."""
@@ -487,3 +509,13 @@ class Service:
             "threads": [{"name": t.name, "native_id": t.native_id} for t in threading.enumerate()],
             "heavy_modules": sorted(m for m in HEAVY_MODULES if m in sys.modules),
         }
+
+
+class _LostWork(Silent):
+    """Hears whether a run ended because its stage lost its machine."""
+
+    def __init__(self) -> None:
+        self.error: LostWorkError | None = None
+
+    def run_finished(self, outcome: PipelineOutcome) -> None:
+        self.error = outcome.error if isinstance(outcome.error, LostWorkError) else None

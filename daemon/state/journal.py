@@ -19,6 +19,7 @@ from daemon.state.journal_schema import (
     RUN_COLUMNS,
     STATUSES,
     EventRow,
+    JobRow,
     RunRow,
     StageRow,
     counts_as_attempt,
@@ -331,6 +332,41 @@ class Journal:
                 (run_id,),
             ).fetchall()
         return [StageRow(*row) for row in rows]
+
+    def job_submitted(self, job_id: str, name: str, run_id: str, stage: str, at: float | None = None) -> None:
+        with self._tx() as tx:
+            tx.execute(
+                "INSERT INTO slurm_jobs (job_id, name, run_id, stage, submitted_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (job_id, name) DO NOTHING",
+                (job_id, name, run_id, stage, self._at(at)),
+            )
+
+    def job_ended(
+        self,
+        job_id: str,
+        name: str,
+        state: str,
+        reason: str,
+        node: str,
+        exit_code: int,
+        at: float | None = None,
+    ) -> None:
+        with self._tx() as tx:
+            tx.execute(
+                "UPDATE slurm_jobs SET ended_at = ?, state = ?, reason = ?, node = ?, exit_code = ? "
+                "WHERE job_id = ? AND name = ?",
+                (self._at(at), state, reason, node, exit_code, job_id, name),
+            )
+
+    def jobs(self, run_id: str) -> list[JobRow]:
+        """The run's Slurm jobs, in the order they were submitted."""
+        with self._tx(write=False) as tx:
+            rows = tx.execute(
+                "SELECT job_id, name, run_id, stage, submitted_at, ended_at, state, reason, node, exit_code "
+                "FROM slurm_jobs WHERE run_id = ? ORDER BY submitted_at, rowid",
+                (run_id,),
+            ).fetchall()
+        return [JobRow(*row) for row in rows]
 
     def gauges(self) -> dict[str, float]:
         """Values to restore metrics from at start; a key is absent when nothing is known yet.

@@ -55,6 +55,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX notifications_pending ON notifications(delivered_at, dropped_at, next_attempt_at)",
         "CREATE TABLE notify_state (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ),
+    (  # 6: the Slurm jobs of each run's stages (executor = "slurm"): where a stage ran, how it ended
+        """CREATE TABLE slurm_jobs (job_id TEXT NOT NULL, name TEXT NOT NULL, run_id TEXT NOT NULL,
+            stage TEXT NOT NULL, submitted_at REAL NOT NULL, ended_at REAL, state TEXT, reason TEXT,
+            node TEXT, exit_code INTEGER, PRIMARY KEY (job_id, name))""",
+        "CREATE INDEX slurm_jobs_run ON slurm_jobs(run_id)",
+    ),
 )
 
 Causes = tuple[tuple[str, str], ...]
@@ -103,6 +109,22 @@ class StageRow:
     duration_s: float | None
     outcome: str | None
     summary: str | None
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One Slurm job of a stage (daemon/adapters/slurm.py): state is None until it ended."""
+
+    job_id: str
+    name: str
+    run_id: str
+    stage: str
+    submitted_at: float
+    ended_at: float | None
+    state: str | None
+    reason: str | None
+    node: str | None
+    exit_code: int | None
 
 
 def dump_causes(causes: Sequence[tuple[str, str]]) -> str:

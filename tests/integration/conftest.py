@@ -122,3 +122,7 @@ def receiver() -> Iterator[Receiver]:
     yield r
     r.hold.set()
     r.stop()
+
+
+# A single-node Slurm cluster run by the test's user (tests/integration/slurm.py).
+from tests.integration.slurm import slurm_cluster  # noqa: E402, F401  (fixture)

@@ -22,7 +22,7 @@ from daemon.adapters.notify import Notifier
 from daemon.adapters.watch import RawEvent
 from daemon.core.config import Settings, load_settings
 from daemon.core.debounce import Cause, PipelineEvent
-from daemon.core.errors import EXIT_INFRA, ConfigError, InfrastructureError
+from daemon.core.errors import EXIT_INFRA, ConfigError, InfrastructureError, LostWorkError
 from daemon.core.records import RunRecord
 from daemon.core.runqueue import Admission, RunQueue
 from daemon.core.stages import Ports, RunContext
@@ -348,3 +348,37 @@ def test_a_write_held_by_the_run_thread_wakes_the_sleeping_loop_to_retry_it(serv
     assert service.writes.count == 1
     assert service.raw.get_nowait() == RawEvent("wake")  # next_wakeup then includes the retry
     assert service.next_wakeup() is not None
+
+
+def test_a_run_whose_stage_lost_its_machine_is_retried_once(tmp_path: Path) -> None:
+    """A Slurm node failure or preemption (LostWorkError) is not the stage's fault: one retry, as
+    for a run a crash interrupted; lost again, the daemon waits for a person."""
+    settings = load_settings({"state_dir": tmp_path / "state"}, environ={"HOME": str(tmp_path)})
+    journal = Journal.open(tmp_path / "journal.db")
+
+    def lost(s: object, run_id: str) -> RunContext:
+        raise LostWorkError("stage train: slurm job 7 lost its node (NODE_FAIL, reason NodeDown, node n3)")
+
+    ids = iter(f"r{i}" for i in range(100))
+    hooks = Hooks(new_run_id=lambda: next(ids), head_commit=lambda s: "c1", data_sha256=lambda s: "d1")
+    clock = FakeClock()
+    service = make_service(
+        settings, journal, Ports(FakeContainers(), FakeTracker()), lost, hooks, clock=clock.now
+    )
+    with structlog.testing.capture_logs() as logs:
+        service.admit(PipelineEvent(frozenset({Cause("data", "drop.csv")}), 0.0, 0.0))
+        for _ in range(6):
+            wait_for_run(service)
+            service.raw.put(RawEvent("wake"))
+            service._step()
+        wait_for_run(service)
+    runs = list(reversed(journal.recent_runs(5)))
+    assert [(r.run_id, r.status, r.attempt, r.retry_of) for r in runs] == [
+        ("r0", "failed", 1, None),
+        ("r1", "failed", 2, "r0"),
+    ]
+    assert "NODE_FAIL" in (runs[0].error or "") and runs[0].exit_code == EXIT_INFRA
+    assert [e["event"] for e in logs if e["event"] in ("run_lost_retry", "run_not_retried")] == [
+        "run_lost_retry",
+        "run_not_retried",
+    ]
