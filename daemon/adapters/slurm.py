@@ -176,7 +176,7 @@ class SlurmExecutor:
         if state.state == CANCELLED and ours:  # stopped by us: the pipeline says why (cancelled)
             return CmdResult(podman, 143, stdout, stderr + f"\n{why}")
         if state.state == "TIMEOUT":
-            raise StageTimeoutError(stage, time_limit_s(state.time_limit or "0") or 0.0, why)
+            raise StageTimeoutError(stage, _seconds(state.time_limit), why)
         if state.state == "OUT_OF_MEMORY":
             raise StageFailedError(stage, state.exit_code or 137, f"{why}: raise slurm.{stage}.mem")
         if state.state in LOST_STATES:
@@ -276,7 +276,7 @@ class SlurmExecutor:
             bytes=archive.stat().st_size,
             seconds=round(self.clock() - started, 2),
         )
-        old = sorted((p for p in directory.glob("*.tar") if p != archive), key=lambda p: p.stat().st_mtime)
+        old = sorted((p for p in directory.glob("*.tar") if p != archive), key=_mtime)
         for stale in old[: max(0, len(old) - KEEP_ARCHIVES)]:
             stale.unlink(missing_ok=True)
         return archive
@@ -292,3 +292,19 @@ def _matches(comment: str, label: str) -> bool:
     if label == LABEL:
         return comment == LABEL or comment.startswith(f"{RUN_LABEL}=")
     return comment == label
+
+
+def _seconds(limit: str) -> float:
+    """A job's TimeLimit in seconds (0 when Slurm shows none, e.g. UNLIMITED)."""
+    try:
+        return time_limit_s(limit)
+    except ValueError:
+        return 0.0
+
+
+def _mtime(path: Path) -> float:
+    """When an archive was written; one another daemon removed meanwhile sorts first (and is gone)."""
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0

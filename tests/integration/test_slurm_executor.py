@@ -268,7 +268,10 @@ def fresh_store_env(base: Path) -> tuple[dict[str, str], list[str]]:
 
 
 def remove_store(base: Path) -> None:
-    if os.geteuid() == 0:
+    if os.geteuid() == 0:  # root's overlay driver keeps its graph mounted
+        subprocess.run(
+            ["umount", "--lazy", str(base / "graph" / "overlay")], check=False, capture_output=True
+        )
         shutil.rmtree(base, ignore_errors=True)
     else:
         subprocess.run(["podman", "unshare", "rm", "-rf", str(base)], check=False)

@@ -273,3 +273,26 @@ def test_stopping_a_run_cancels_the_jobs_with_its_comment_only(
     assert runner.stop_labelled("io.retraind.run=r1", 5) == ["slurm:41"]
     assert [c for c in fake.calls if c[0] == "scancel"] == [("scancel", "41")]
     assert runner.stop_labelled("io.retraind", 5) == ["slurm:42"]  # every run's, never a stranger's (43)
+
+
+def test_status_shows_the_current_runs_slurm_jobs_from_the_journal(tmp_path: Path) -> None:
+    from daemon.commands.status import collect_status, render_status
+    from daemon.state.journal import Journal
+
+    settings = load_settings({"state_dir": tmp_path}, environ={"HOME": str(tmp_path)})
+    journal = Journal.open(tmp_path / "journal.db")
+    try:
+        journal.start_run("r1", "data", [("data", "a.csv")], "c1", "d1")
+        journal.stage_started("r1", "validate")
+        journal.job_submitted("12", "retraind-r1-validate-data", "r1", "validate")
+        journal.job_ended("12", "retraind-r1-validate-data", "COMPLETED", "None", "n3", 0)
+        journal.stage_started("r1", "train")
+        journal.job_submitted("13", "retraind-r1-train", "r1", "train")
+    finally:
+        journal.close()
+    status = collect_status(settings, 5)
+    assert status["current"]["slurm_jobs"] == [
+        {"job_id": "12", "stage": "validate", "state": "COMPLETED", "node": "n3"},
+        {"job_id": "13", "stage": "train", "state": "submitted", "node": None},
+    ]
+    assert "slurm jobs: 12 (validate, COMPLETED), 13 (train, submitted)" in render_status(status)
