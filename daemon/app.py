@@ -35,6 +35,7 @@ from daemon.adapters.notify import Notifier
 from daemon.adapters.notifyfile import load_targets
 from daemon.adapters.podman import PodmanCli
 from daemon.adapters.registry import MlflowRegistry, preload_mlflow
+from daemon.adapters.slurm import COMMANDS as SLURM_COMMANDS
 from daemon.adapters.slurm import JobEvent, SlurmExecutor
 from daemon.adapters.snapshot import object_store, scan, take_snapshot
 from daemon.adapters.tracking import MlflowTracker
@@ -93,14 +94,14 @@ def container_runner(settings: Settings, journal: Journal | None = None) -> Cont
     local = PodmanCli(stop_timeout_s=settings.stop_timeout_s)
     if settings.executor != SLURM:
         return local
-    missing = [tool for tool in ("sbatch", "squeue", "scancel", "scontrol") if shutil.which(tool) is None]
+    missing = [tool for tool in SLURM_COMMANDS if shutil.which(tool) is None]
     if missing:
         raise ConfigError(
             f'executor = "slurm" but {", ".join(missing)} is not on PATH: install Slurm\'s client '
             "commands (Debian: slurm-client) and its configuration (/etc/slurm/slurm.conf or "
             'SLURM_CONF), or set executor = "local"'
         )
-    return SlurmExecutor(settings.slurm, local, settings.stage_timeout_s, on_job=JobLedger(journal))
+    return SlurmExecutor(settings.slurm, local, on_job=JobLedger(journal))
 
 
 class JobLedger:

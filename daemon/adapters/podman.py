@@ -86,10 +86,7 @@ class PodmanCli:
 
     def run(self, job: ContainerJob, log_path: Path) -> CmdResult:
         """Past its timeout the container is stopped and removed by name, then the client reaped."""
-        if not self.rootless:  # rootful: the image user must own what it writes
-            for m in job.mounts:
-                if m.writable:
-                    os.chown(m.host, IMAGE_UID, IMAGE_UID)
+        self.own_outputs(job)
         try:
             return run_cmd(
                 run_argv(job, rootless=self.rootless),
@@ -101,13 +98,17 @@ class PodmanCli:
             stopped = f"container {job.name} stopped and removed; log: {log_path}"
             raise StageTimeoutError(job.labels.get(STAGE_LABEL, job.name), job.timeout_s, stopped) from e
 
-    def start(self, job: ContainerJob, log_path: Path) -> str:
-        """The job in the background (`podman run -d`): its container ID. It is kept when it
-        exits, so that its log (`podman logs NAME`) says why; `remove` stops and removes it."""
+    def own_outputs(self, job: ContainerJob) -> None:
+        """Rootful, the image user must own the directories it writes (rootless maps it onto us)."""
         if not self.rootless:
             for m in job.mounts:
                 if m.writable:
                     os.chown(m.host, IMAGE_UID, IMAGE_UID)
+
+    def start(self, job: ContainerJob, log_path: Path) -> str:
+        """The job in the background (`podman run -d`): its container ID. It is kept when it
+        exits, so that its log (`podman logs NAME`) says why; `remove` stops and removes it."""
+        self.own_outputs(job)
         argv = [a for a in run_argv(job, rootless=self.rootless) if a != "--rm"]
         result = run_cmd((*argv[:2], "--detach", *argv[2:]), timeout=120, log_path=log_path)
         if result.returncode != 0:

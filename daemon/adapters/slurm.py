@@ -18,7 +18,7 @@ import structlog
 from daemon.adapters.podman import PodmanCli, run_argv, save_argv
 from daemon.adapters.proc import run_cmd
 from daemon.core.errors import InfrastructureError, LostWorkError, StageFailedError, StageTimeoutError
-from daemon.core.jobs import IMAGE_UID, LABEL, RUN_LABEL, STAGE_LABEL, BuildJob, CmdResult, ContainerJob
+from daemon.core.jobs import LABEL, RUN_LABEL, STAGE_LABEL, BuildJob, CmdResult, ContainerJob
 from daemon.core.slurm import (
     CANCELLED,
     LOST_STATES,
@@ -35,6 +35,7 @@ from daemon.core.slurm import (
 
 log = structlog.get_logger()
 
+COMMANDS = ("sbatch", "squeue", "scancel", "scontrol")  # Slurm's client commands the executor runs
 KEEP_ARCHIVES = 3  # image archives kept in slurm.image_dir besides the one a job needs now
 CONTROLLER_PATIENCE_S = 300.0  # how long slurmctld may not answer before the stage fails
 KILL_GRACE_S = 120.0  # past its time limit, how long Slurm has to end a job before we cancel it
@@ -83,12 +84,11 @@ class SlurmExecutor:
         self,
         options: SlurmOptions,
         local: PodmanCli,
-        stage_timeout_s: float,
         on_job: Callable[[JobEvent], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.options, self.local, self.stage_timeout_s = options, local, stage_timeout_s
+        self.options, self.local = options, local
         self.on_job = on_job or (lambda e: None)
         self.sleep, self.clock = sleep, clock
         self._lock = threading.Lock()
@@ -113,9 +113,7 @@ class SlurmExecutor:
         wait until Slurm has ended them; then the local containers with the label."""
         ids = [job_id for job_id, comment in self._queued() if _matches(comment, label)]
         if ids:
-            with self._lock:
-                self._ours.update(ids)
-            self._scancel(ids)
+            self._cancel_ours(ids)
             deadline = self.clock() + stop_timeout_s + 60
             while self.clock() < deadline:
                 left = {job_id for job_id, _ in self._queued()} & set(ids)
@@ -135,13 +133,10 @@ class SlurmExecutor:
     def _run_job(self, job: ContainerJob, stage: str, log_path: Path) -> CmdResult:
         workdir = log_path.parent
         workdir.mkdir(parents=True, exist_ok=True)
-        if not self.local.rootless:  # rootful: the image user must own what it writes
-            for m in job.mounts:
-                if m.writable:
-                    os.chown(m.host, IMAGE_UID, IMAGE_UID)
+        self.local.own_outputs(job)
         archive = self._archive(job.image) if self.options.image_dir is not None else None
         options = self.options.for_stage(stage)
-        limit = options.time or minutes(job.timeout_s or self.stage_timeout_s)
+        limit = options.time or minutes(job.timeout_s)
         podman = run_argv(job, rootless=self.local.rootless)
         script = workdir / f"{job.name}.sbatch"
         script.write_text(batch_script(job.name, job.image, podman, archive, self.local.stop_timeout_s))
@@ -239,11 +234,9 @@ class SlurmExecutor:
         return [(i.strip(), c.strip()) for i, c in rows]
 
     def _cancel_ours(self, ids: list[str]) -> None:
+        """scancel; their CANCELLED is then a stop of ours, not a failure."""
         with self._lock:
             self._ours.update(ids)
-        self._scancel(ids)
-
-    def _scancel(self, ids: list[str]) -> None:
         done = run_cmd(("scancel", *ids), timeout=60)
         if done.returncode != 0:
             log.warning("scancel_failed", job_ids=ids, error=done.tail(3))

@@ -16,9 +16,11 @@ from typing import Any
 from daemon.adapters.control import request
 from daemon.adapters.proc import run_cmd
 from daemon.adapters.promotionlock import lock_target, redacted
+from daemon.adapters.slurm import COMMANDS
 from daemon.commands.common import command, settings_of
 from daemon.core.config import Settings
 from daemon.core.errors import EXIT_CONFIG, EXIT_OK, ConfigError, InfrastructureError
+from daemon.core.vocab import SLURM
 
 MIN_FREE_BYTES = 5 * 1024**3
 SETUP = "bash tools/setup-podman.sh"
@@ -166,9 +168,9 @@ def _filesystem(path: Path) -> str:
 def check_executor(s: Settings) -> list[Check]:
     """Where the stages run; for Slurm: its commands, its controller, the partitions the settings
     name, the image directory, and whether the state directory can be shared with the nodes."""
-    if s.executor != "slurm":
+    if s.executor != SLURM:
         return [Check("executor", True, "local: the stages' containers run on this machine")]
-    missing = [tool for tool in ("sbatch", "squeue", "scancel", "scontrol") if shutil.which(tool) is None]
+    missing = [tool for tool in COMMANDS if shutil.which(tool) is None]
     if missing:
         fix = (
             "sudo apt-get install slurm-client, and Slurm's configuration (/etc/slurm/slurm.conf, SLURM_CONF)"

@@ -37,6 +37,14 @@ pytestmark = [pytest.mark.podman, pytest.mark.slow]
 JOBS = ("validate", "train")
 
 
+def sample_inputs(tmp_path: Path) -> tuple[Path, Path]:
+    """A committed copy of this project and a data directory holding the sample."""
+    repo, data = committed_copy(tmp_path / "repo"), tmp_path / "data"
+    data.mkdir()
+    (data / "sample.csv").write_bytes((ROOT / "data/sample.csv").read_bytes())
+    return repo, data
+
+
 def slurm_config(path: Path, train: str = "") -> Path:
     """Every stage container on partition cpu, the training on partition train (both are the one
     node), looked at every 0.5 s at most."""
@@ -65,25 +73,11 @@ def tags_of(state: Path, run_id: str) -> dict[str, str]:
 
 
 def squeue(cluster: SlurmCluster) -> str:
-    done = subprocess.run(
-        ["squeue", "--noheader", "--format=%i|%j|%T|%k"],
-        capture_output=True,
-        text=True,
-        env=cluster.client_env(),
-        check=True,
-    )
-    return done.stdout.strip()
+    return cluster.run("squeue", "--noheader", "--format=%i|%j|%T|%k").stdout.strip()
 
 
 def job_field(cluster: SlurmCluster, job_id: str, name: str) -> str:
-    done = subprocess.run(
-        ["scontrol", "show", "job", "--oneliner", job_id],
-        capture_output=True,
-        text=True,
-        env=cluster.client_env(),
-        check=True,
-    )
-    return next(w.split("=", 1)[1] for w in done.stdout.split() if w.startswith(f"{name}="))
+    return cluster.job(job_id)[name]
 
 
 def wait_for(what: str, check: Any, timeout: float = RUN_DEADLINE_S) -> Any:
@@ -99,9 +93,7 @@ def wait_for(what: str, check: Any, timeout: float = RUN_DEADLINE_S) -> Any:
 def test_the_pipeline_on_slurm_trains_the_model_the_local_executor_trains(
     tmp_path: Path, podman_ready: None, slurm_cluster: SlurmCluster
 ) -> None:
-    repo, data = committed_copy(tmp_path / "repo"), tmp_path / "data"
-    data.mkdir()
-    (data / "sample.csv").write_bytes((ROOT / "data/sample.csv").read_bytes())
+    repo, data = sample_inputs(tmp_path)
     code, local_lines, output = run(repo, data, tmp_path / "local", {})
     assert code == 0, output[-4000:]
     config = slurm_config(tmp_path / "slurm.toml")
@@ -229,9 +221,7 @@ def test_a_daemon_killed_during_a_slurm_stage_cancels_the_job_at_restart_and_ret
 def test_a_job_slurm_ends_at_its_time_limit_is_a_failed_stage_with_slurms_reason(
     tmp_path: Path, podman_ready: None, slurm_cluster: SlurmCluster
 ) -> None:
-    repo, data = committed_copy(tmp_path / "repo"), tmp_path / "data"
-    data.mkdir()
-    (data / "sample.csv").write_bytes((ROOT / "data/sample.csv").read_bytes())
+    repo, data = sample_inputs(tmp_path)
     commit_hanging_training(repo)
     config = slurm_config(tmp_path / "slurm.toml", train='time = "1"\n')  # one minute: Slurm's least
     env = {**slurm_cluster.env, "RETRAIND_CONFIG": str(config)}
@@ -280,9 +270,7 @@ def remove_store(base: Path) -> None:
 def test_a_node_without_the_image_loads_it_from_the_shared_archive_by_image_id(
     tmp_path: Path, podman_ready: None, slurm_cluster: SlurmCluster
 ) -> None:
-    repo, data, images = committed_copy(tmp_path / "repo"), tmp_path / "data", tmp_path / "images"
-    data.mkdir()
-    (data / "sample.csv").write_bytes((ROOT / "data/sample.csv").read_bytes())
+    (repo, data), images = sample_inputs(tmp_path), tmp_path / "images"
     node_env, list_images = fresh_store_env(Path(tempfile.mkdtemp(prefix="retraind-node-")))
     try:
         export = ",".join(["--export=ALL", *(f"{k}={v}" for k, v in node_env.items())])

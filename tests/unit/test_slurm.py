@@ -208,7 +208,7 @@ def executor(monkeypatch: pytest.MonkeyPatch, fake: FakeSlurm) -> SlurmExecutor:
     monkeypatch.setattr(slurm_adapter, "run_cmd", fake)
     local = PodmanCli(rootless=True)
     options = slurm_options({"partition": "cpu"}, CWD, HOME)
-    return SlurmExecutor(options, local, 3600, sleep=lambda s: None)
+    return SlurmExecutor(options, local, sleep=lambda s: None)
 
 
 def job(tmp_path: Path) -> ContainerJob:
